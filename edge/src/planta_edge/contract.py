@@ -1,0 +1,591 @@
+"""The data contract: what a valid input looks like, and the one implementation of its rules.
+
+A contract is data (frozen dataclasses, to and from plain dicts); checking it is
+:func:`validate_columns`, which works on whole columns with numpy so that one code path
+serves a single HTTP record, a 5-million-row batch file and an MQTT reading alike.
+
+Rule codes (stable, public: they appear in API error bodies and quarantine files):
+
+    missing_field      a field of the contract is absent from the input
+    extra_field        the input has a field the contract does not know (policy: reject or ignore)
+    null               a value is missing where the field is not nullable
+    type               a value is not of the field's kind ("abc" in a number field)
+    not_finite         NaN or infinity in a number field
+    below_physical     below a physical bound (negative kelvin, speed, minutes)
+    above_physical     above a physical bound (a share over 100 %)
+    below_min          below the contract minimum (observed minimum less the tolerance)
+    above_max          above the contract maximum (observed maximum plus the tolerance)
+    unknown_category   a category the model has never seen
+    not_integer        a fraction in an integer field
+
+Only the standard library and numpy are used: the edge runtime imports this module.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from planta_edge.errors import ContractError
+
+KINDS = ("number", "integer", "boolean", "category", "datetime", "text")
+ROLES = ("feature", "target", "entity", "time", "ignored")
+RANGE_POLICIES = ("reject", "flag", "clip")
+EXTRA_POLICIES = ("reject", "ignore")
+
+# Units that cannot go below zero; the value is the physical minimum.
+_NON_NEGATIVE_UNITS = {
+    "k": 0.0, "kelvin": 0.0, "rpm": 0.0, "min": 0.0, "s": 0.0, "sec": 0.0, "h": 0.0, "hr": 0.0,
+    "ms": 0.0, "mm": 0.0, "m": 0.0, "kg": 0.0, "g": 0.0, "w": 0.0, "kw": 0.0, "mw": 0.0,
+    "mwh": 0.0, "kwh": 0.0, "hz": 0.0, "pa": 0.0, "kpa": 0.0, "mpa": 0.0, "bar": 0.0,
+    "mbar": 0.0, "l": 0.0, "l/min": 0.0, "mg/m3": 0.0, "mg/m³": 0.0, "ppm": 0.0, "a": 0.0,
+    "count": 0.0, "cycles": 0.0, "%": 0.0,
+}
+_PERCENT_UNITS = {"%"}
+_UNIT_RE = re.compile(r"^(?P<base>.*?)\s*[\[(](?P<unit>[^\])]{1,16})[\])]\s*$")
+
+
+def slugify(header: str) -> str:
+    """Canonical snake_case name of a source header.
+
+    >>> slugify("Torque [Nm]")
+    'torque_nm'
+    >>> slugify("Temperatura del aire (°C)")
+    'temperatura_del_aire_c'
+    >>> slugify("  AFDP ")
+    'afdp'
+    """
+    text = unicodedata.normalize("NFKD", str(header)).encode("ascii", "ignore").decode("ascii")
+    text = re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_").lower()
+    if not text:
+        text = "column"
+    if text[0].isdigit():
+        text = f"c_{text}"
+    return text
+
+
+def parse_unit(header: str) -> str | None:
+    """The unit written in brackets at the end of a header, if any.
+
+    >>> parse_unit("Air temperature [K]")
+    'K'
+    >>> parse_unit("Tool wear") is None
+    True
+    """
+    match = _UNIT_RE.match(str(header).strip())
+    return match.group("unit").strip() if match else None
+
+
+def physical_bounds(unit: str | None) -> tuple[float | None, float | None]:
+    """Bounds that physics puts on a unit: no negative kelvin, speed or minutes; % in 0..100.
+
+    Celsius and unit-less columns get no bound.
+    """
+    if not unit:
+        return None, None
+    key = unit.strip().lower()
+    low = _NON_NEGATIVE_UNITS.get(key)
+    high = 100.0 if key in _PERCENT_UNITS else None
+    return low, high
+
+
+@dataclass(frozen=True)
+class Field:
+    """One column of the contract. ``name`` is canonical; ``label`` is the original header."""
+
+    name: str
+    kind: str
+    label: str | None = None
+    role: str = "feature"
+    nullable: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    tolerance: float = 0.1
+    physical_min: float | None = None
+    physical_max: float | None = None
+    unit: str | None = None
+    categories: tuple[str, ...] | None = None
+    description: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ContractError(f"Field {self.name!r}: kind {self.kind!r} is not one of {KINDS}.")
+        if self.role not in ROLES:
+            raise ContractError(f"Field {self.name!r}: role {self.role!r} is not one of {ROLES}.")
+
+    @property
+    def lower_bound(self) -> float | None:
+        """The smallest accepted value: the observed minimum less ``tolerance`` of the span,
+        never below the physical minimum."""
+        if self.minimum is None:
+            return self.physical_min
+        span = (self.maximum - self.minimum) if self.maximum is not None else 0.0
+        low = self.minimum - self.tolerance * (span if span > 0 else max(abs(self.minimum), 1.0))
+        if self.physical_min is not None:
+            low = max(low, self.physical_min)
+        return low
+
+    @property
+    def upper_bound(self) -> float | None:
+        """The largest accepted value: the observed maximum plus ``tolerance`` of the span,
+        never above the physical maximum."""
+        if self.maximum is None:
+            return self.physical_max
+        span = (self.maximum - self.minimum) if self.minimum is not None else 0.0
+        high = self.maximum + self.tolerance * (span if span > 0 else max(abs(self.maximum), 1.0))
+        if self.physical_max is not None:
+            high = min(high, self.physical_max)
+        return high
+
+    @property
+    def display(self) -> str:
+        """How messages name the field: the original header when there is one."""
+        return self.label or self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind, "label": self.label,
+                               "role": self.role, "nullable": self.nullable}
+        for key in ("minimum", "maximum", "physical_min", "physical_max", "unit", "description"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.kind in ("number", "integer"):
+            out["tolerance"] = self.tolerance
+        if self.categories is not None:
+            out["categories"] = list(self.categories)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Field:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ContractError(f"Field {data.get('name')!r} has unknown keys: {sorted(unknown)}.",
+                                hint="Remove them from the contract file.")
+        values = dict(data)
+        if values.get("categories") is not None:
+            values["categories"] = tuple(str(c) for c in values["categories"])
+        for key in ("minimum", "maximum", "physical_min", "physical_max", "tolerance"):
+            if values.get(key) is not None:
+                values[key] = float(values[key])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: which row (0-based in the input), which field, which rule, which value."""
+
+    row: int | None
+    field: str | None
+    rule: str
+    value: Any = None
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        value = self.value
+        if isinstance(value, float) and not math.isfinite(value):
+            value = str(value)
+        elif isinstance(value, (np.generic,)):
+            value = value.item()
+        return {"row": self.row, "field": self.field, "rule": self.rule, "value": value,
+                "message": self.message}
+
+
+@dataclass(frozen=True)
+class Contract:
+    """The inference contract of a use case: the fields a model reads, and the target.
+
+    >>> c = Contract(fields=(Field("torque_nm", "number", label="Torque [Nm]", minimum=3.8,
+    ...                            maximum=76.6, physical_min=0.0, unit="Nm"),))
+    >>> c.resolve("Torque [Nm]")
+    'torque_nm'
+    """
+
+    fields: tuple[Field, ...]
+    target: str | None = None
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        names = [f.name for f in self.fields]
+        if len(names) != len(set(names)):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise ContractError(f"The contract names these fields twice: {dup}.")
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise ContractError(f"The contract has no field {name!r}.")
+
+    @property
+    def features(self) -> tuple[Field, ...]:
+        """The fields the model reads, in order."""
+        return tuple(f for f in self.fields if f.role == "feature")
+
+    @property
+    def inputs(self) -> tuple[Field, ...]:
+        """The fields an inference input carries: features, plus entity and time if any."""
+        return tuple(f for f in self.fields if f.role in ("feature", "entity", "time"))
+
+    def resolve(self, header: str) -> str | None:
+        """Canonical name of an input header (canonical name, original label, or its slug)."""
+        index = self._aliases()
+        return index.get(header) or index.get(slugify(header))
+
+    def _aliases(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for f in self.fields:
+            out[f.name] = f.name
+            if f.label:
+                out[f.label] = f.name
+                out.setdefault(f.label.strip(), f.name)
+        return out
+
+    def with_field(self, new: Field) -> Contract:
+        """A copy with one field replaced (by name)."""
+        return replace(self, fields=tuple(new if f.name == new.name else f for f in self.fields))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": "planta.contract/1", "version": self.version, "target": self.target,
+                "fields": [f.to_dict() for f in self.fields]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Contract:
+        if not isinstance(data, Mapping) or "fields" not in data:
+            raise ContractError("This is not a planta contract: it has no 'fields' list.")
+        return cls(fields=tuple(Field.from_dict(f) for f in data["fields"]),
+                   target=data.get("target"), version=int(data.get("version", 1)))
+
+
+@dataclass
+class Validated:
+    """The result of :func:`validate_columns`.
+
+    ``values`` holds one clean numpy array per input field (float64 for numbers, integers and
+    booleans; object arrays of str for categories and text; NaN / None where missing or rejected).
+    ``ok`` is True for rows that break no rejecting rule; ``reasons`` holds, per rejected row, the
+    first violation's message (``None`` for accepted rows); ``flagged`` marks rows that broke a
+    range rule under the ``flag`` policy.
+    """
+
+    values: dict[str, np.ndarray]
+    ok: np.ndarray
+    reasons: np.ndarray
+    flagged: np.ndarray
+    violations: list[Violation] = field(default_factory=list)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.ok.shape[0])
+
+    @property
+    def n_rejected(self) -> int:
+        return int((~self.ok).sum())
+
+
+_TRUE = {"1", "true", "yes", "y", "t", "si", "sí", "verdadero"}
+_FALSE = {"0", "false", "no", "n", "f", "falso"}
+
+
+def _to_float(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Numbers out of whatever came in; second array marks values that were not numbers."""
+    if column.dtype.kind in "fiub":
+        return column.astype(np.float64, copy=False), np.zeros(column.shape[0], dtype=bool)
+    out = np.full(column.shape[0], np.nan)
+    bad = np.zeros(column.shape[0], dtype=bool)
+    for i, value in enumerate(column):
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            out[i] = float(value)
+            continue
+        if isinstance(value, (int, float, np.number)):
+            out[i] = float(value)
+            continue
+        text = str(value).strip()
+        if text == "" or text.lower() in ("nan", "na", "null", "none"):
+            continue
+        try:
+            out[i] = float(text.replace(",", ".") if text.count(",") == 1 and "." not in text
+                           else text)
+        except ValueError:
+            bad[i] = True
+    return out, bad
+
+
+def _to_bool(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if column.dtype.kind in "biuf":
+        values = column.astype(np.float64)
+        bad = ~np.isnan(values) & ~np.isin(values, (0.0, 1.0))
+        return np.where(bad, np.nan, values), bad
+    out = np.full(column.shape[0], np.nan)
+    bad = np.zeros(column.shape[0], dtype=bool)
+    for i, value in enumerate(column):
+        if value is None:
+            continue
+        text = str(value).strip().lower()
+        if text in ("", "nan", "na", "null", "none"):
+            continue
+        if text in _TRUE:
+            out[i] = 1.0
+        elif text in _FALSE:
+            out[i] = 0.0
+        else:
+            bad[i] = True
+    return out, bad
+
+
+def _to_text(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Categories travel as their values; numbers that are whole print without '.0'."""
+    out = np.empty(column.shape[0], dtype=object)
+    missing = np.zeros(column.shape[0], dtype=bool)
+    for i, value in enumerate(column):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            missing[i] = True
+            out[i] = None
+        elif isinstance(value, float) and value.is_integer():
+            out[i] = str(int(value))
+        else:
+            text = str(value)
+            if text.strip() == "":
+                missing[i] = True
+                out[i] = None
+            else:
+                out[i] = text
+    return out, missing
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+class _Collector:
+    """Collects violations and the first reason of every rejected row."""
+
+    def __init__(self, n: int, row_offset: int) -> None:
+        self.ok = np.ones(n, dtype=bool)
+        self.flagged = np.zeros(n, dtype=bool)
+        self.reasons = np.full(n, None, dtype=object)
+        self.violations: list[Violation] = []
+        self.row_offset = row_offset
+
+    def add(self, mask: np.ndarray, f: Field | None, rule: str, values: np.ndarray | None,
+            describe: Any, *, reject: bool = True) -> None:
+        idx = np.flatnonzero(mask)
+        if idx.size == 0:
+            return
+        for i in idx:
+            value = values[i] if values is not None else None
+            if isinstance(value, np.generic):
+                value = value.item()
+            message = describe(value) if callable(describe) else describe
+            where = f"column {f.display!r}" if f is not None else "record"
+            text = f"Row {i + self.row_offset + 1}, {where}: {message}"
+            self.violations.append(Violation(int(i + self.row_offset),
+                                             f.name if f else None, rule, value, text))
+            if reject:
+                if self.ok[i]:
+                    self.reasons[i] = f"{rule}: {text}"
+                self.ok[i] = False
+            else:
+                self.flagged[i] = True
+
+
+def validate_columns(
+    contract: Contract,
+    columns: Mapping[str, Sequence[Any] | np.ndarray],
+    *,
+    fields: Iterable[Field] | None = None,
+    range_policy: str = "reject",
+    extra_policy: str = "ignore",
+    row_offset: int = 0,
+    n_rows: int | None = None,
+) -> Validated:
+    """Check columns against the contract; return clean arrays and every violation.
+
+    ``columns`` maps input headers (canonical names, original labels, or anything that slugifies
+    to a canonical name) to equal-length sequences. ``fields`` defaults to the contract's inputs
+    (features, entity, time). A missing required field rejects every row. ``row_offset`` is added
+    to row numbers so that chunks of a big file report their true rows.
+
+    >>> c = Contract(fields=(Field("speed_rpm", "number", label="Speed [rpm]", minimum=1000.0,
+    ...                            maximum=3000.0, physical_min=0.0, unit="rpm"),))
+    >>> r = validate_columns(c, {"Speed [rpm]": [1500.0, -5.0, "fast"]})
+    >>> r.ok.tolist()
+    [True, False, False]
+    >>> [v.rule for v in r.violations]
+    ['type', 'below_physical']
+    """
+    if range_policy not in RANGE_POLICIES:
+        raise ContractError(f"Range policy {range_policy!r} is not one of {RANGE_POLICIES}.")
+    if extra_policy not in EXTRA_POLICIES:
+        raise ContractError(f"Extra-field policy {extra_policy!r} is not one of {EXTRA_POLICIES}.")
+    wanted = tuple(fields) if fields is not None else contract.inputs
+    by_name: dict[str, np.ndarray] = {}
+    extras: list[str] = []
+    for header, seq in columns.items():
+        name = contract.resolve(str(header))
+        if name is None:
+            extras.append(str(header))
+            continue
+        by_name[name] = seq if isinstance(seq, np.ndarray) else np.asarray(seq, dtype=object)
+    if n_rows is None:
+        n_rows = len(next(iter(by_name.values()))) if by_name else (
+            len(next(iter(columns.values()))) if columns else 0)
+    out = _Collector(n_rows, row_offset)
+    everything = np.ones(n_rows, dtype=bool)
+    if extras and extra_policy == "reject":
+        for header in extras:
+            out.add(everything, None, "extra_field", None,
+                    f"field {header!r} is not in the contract (the server rejects unknown fields; "
+                    "remove it or ask for extra fields to be ignored)")
+    values: dict[str, np.ndarray] = {}
+    for f in wanted:
+        raw = by_name.get(f.name)
+        if raw is None:
+            if not f.nullable:
+                out.add(everything, f, "missing_field", None,
+                        "this field is required by the contract but is missing from the input")
+            values[f.name] = (np.full(n_rows, np.nan) if f.kind in ("number", "integer", "boolean")
+                              else np.full(n_rows, None, dtype=object))
+            continue
+        values[f.name] = _check_field(f, raw, out, range_policy)
+    return Validated(values=values, ok=out.ok, reasons=out.reasons, flagged=out.flagged,
+                     violations=out.violations)
+
+
+def _check_field(f: Field, raw: np.ndarray, out: _Collector, range_policy: str) -> np.ndarray:
+    if f.kind in ("number", "integer"):
+        nums, bad = _to_float(raw)
+        out.add(bad, f, "type", raw, lambda v: f"{_fmt(v)} is not a number")
+        missing = np.isnan(nums) & ~bad
+        infinite = np.isinf(nums)
+        # A NaN that arrived as a float (not as an empty cell) is "not finite" for JSON inputs;
+        # CSV readers turn empty cells into NaN too, so both count as missing here.
+        out.add(infinite, f, "not_finite", nums, lambda v: f"{v} is not a finite number")
+        if not f.nullable:
+            out.add(missing, f, "null", None, "the value is missing and this field may not be empty")
+        nums = np.where(infinite, np.nan, nums)
+        finite = np.isfinite(nums)
+        if f.physical_min is not None:
+            out.add(finite & (nums < f.physical_min), f, "below_physical", nums,
+                    lambda v: f"{_fmt(v)} is below the physical minimum {_fmt(f.physical_min)}"
+                              f"{' ' + f.unit if f.unit else ''}; check the sensor or the unit")
+        if f.physical_max is not None:
+            out.add(finite & (nums > f.physical_max), f, "above_physical", nums,
+                    lambda v: f"{_fmt(v)} is above the physical maximum {_fmt(f.physical_max)}"
+                              f"{' ' + f.unit if f.unit else ''}; check the sensor or the unit")
+        low, high = f.lower_bound, f.upper_bound
+        reject = range_policy == "reject"
+        phys_ok = finite
+        if f.physical_min is not None:
+            phys_ok = phys_ok & (nums >= f.physical_min)
+        if f.physical_max is not None:
+            phys_ok = phys_ok & (nums <= f.physical_max)
+        if low is not None and (f.physical_min is None or low > f.physical_min):
+            below = phys_ok & (nums < low)
+            out.add(below, f, "below_min", nums,
+                    lambda v: f"{_fmt(v)} is below the contract minimum {_fmt(low)}"
+                              " (the lowest value seen in training, less the tolerance); fix the "
+                              f"reading, or widen the range in the contract", reject=reject)
+            if range_policy == "clip":
+                nums = np.where(below, low, nums)
+        if high is not None and (f.physical_max is None or high < f.physical_max):
+            above = phys_ok & (nums > high)
+            out.add(above, f, "above_max", nums,
+                    lambda v: f"{_fmt(v)} is above the contract maximum {_fmt(high)}"
+                              " (the highest value seen in training, plus the tolerance); fix the "
+                              "reading, or widen the range in the contract", reject=reject)
+            if range_policy == "clip":
+                nums = np.where(above, high, nums)
+        if f.kind == "integer":
+            frac = finite & (np.floor(nums) != nums)
+            out.add(frac, f, "not_integer", nums, lambda v: f"{_fmt(v)} is not a whole number")
+        return nums
+    if f.kind == "boolean":
+        nums, bad = _to_bool(raw)
+        out.add(bad, f, "type", raw, lambda v: f"{_fmt(v)} is not yes/no (use 1/0 or true/false)")
+        if not f.nullable:
+            out.add(np.isnan(nums) & ~bad, f, "null", None,
+                    "the value is missing and this field may not be empty")
+        return nums
+    text, missing = _to_text(raw)
+    if not f.nullable:
+        out.add(missing, f, "null", None, "the value is missing and this field may not be empty")
+    if f.kind == "category" and f.categories is not None:
+        allowed = set(f.categories)
+        unknown = np.fromiter((v is not None and v not in allowed for v in text), dtype=bool,
+                              count=text.shape[0])
+        shown = ", ".join(f.categories[:12]) + (" …" if len(f.categories) > 12 else "")
+        out.add(unknown, f, "unknown_category", text,
+                lambda v: f"{_fmt(v)} is a category the model has never seen (known: {shown})")
+    return text
+
+
+def validate_records(contract: Contract, records: Sequence[Mapping[str, Any]], *,
+                     range_policy: str = "reject", extra_policy: str = "reject") -> Validated:
+    """Check a list of JSON-like records (the server's and the edge runtime's door).
+
+    Each record must be an object; every key becomes a column. Same rules as
+    :func:`validate_columns`; a field absent from one record is missing in that row only.
+    """
+    if not records:
+        raise ContractError("The batch is empty: send at least one record.", [
+            Violation(None, None, "empty_batch", None, "The batch is empty.")])
+    keys: dict[str, None] = {}
+    for i, rec in enumerate(records):
+        if not isinstance(rec, Mapping):
+            raise ContractError(f"Record {i} is not an object of field names and values.", [
+                Violation(i, None, "type", None, f"Record {i} is not an object.")])
+        for k in rec:
+            keys.setdefault(k, None)
+    n = len(records)
+    columns: dict[str, np.ndarray] = {}
+    absent: dict[str, np.ndarray] = {}
+    for k in keys:
+        col = np.empty(n, dtype=object)
+        gone = np.zeros(n, dtype=bool)
+        for i, rec in enumerate(records):
+            if k in rec:
+                col[i] = rec[k]
+            else:
+                gone[i] = True
+        columns[k] = col
+        if gone.any():
+            absent[k] = gone
+    result = validate_columns(contract, columns, range_policy=range_policy,
+                              extra_policy=extra_policy, n_rows=n)
+    # A key absent from some records only: name the rows, not only "missing value".
+    collector = _Collector(n, 0)
+    for k, gone in absent.items():
+        name = contract.resolve(k)
+        if name is None:
+            continue
+        f = contract.field(name)
+        if not f.nullable:
+            collector.add(gone, f, "missing_field", None,
+                          "this field is required by the contract but is missing from the record")
+    if collector.violations:
+        # Keep the most precise reason: a missing key is reported before the null it caused.
+        drop = {(v.row, v.field) for v in collector.violations}
+        result.violations = collector.violations + [
+            v for v in result.violations if not (v.rule == "null" and (v.row, v.field) in drop)]
+        for v in collector.violations:
+            result.ok[v.row] = False
+            result.reasons[v.row] = f"missing_field: {v.message}"
+    return result
+
+
+__all__ = [
+    "Contract", "EXTRA_POLICIES", "Field", "KINDS", "RANGE_POLICIES", "ROLES", "Validated",
+    "Violation", "parse_unit", "physical_bounds", "slugify", "validate_columns",
+    "validate_records",
+]
