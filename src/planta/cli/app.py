@@ -1,0 +1,66 @@
+"""The `planta` command. Heavy libraries are imported inside commands so `--help` stays fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from planta import __version__
+from planta.cli import admin, audit, data, models, project, score
+from planta.cli.output import JSON_OPTION, console, handle_errors, print_json
+
+app = typer.Typer(
+    name="planta",
+    help="planta: from a plant's data file to an approved, versioned model, on one box.\n\n"
+         "Start with `planta demo`, or `planta init <folder>`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.command("init")(project.init)
+app.add_typer(project.usecase_app, name="usecase")
+app.add_typer(project.contract_app, name="contract")
+app.command("ingest")(data.ingest)
+app.command("datasets")(data.datasets)
+app.command("train")(models.train)
+app.command("models")(models.models)
+app.command("trials")(models.trials)
+app.command("promote")(models.promote)
+app.command("decline")(models.decline)
+app.command("rollback")(models.rollback)
+app.command("reproduce")(models.reproduce)
+app.command("score")(score.score)
+app.add_typer(audit.audit_app, name="audit")
+app.command("backup")(admin.backup)
+app.command("restore")(admin.restore)
+
+
+@app.command("demo")
+@handle_errors
+def demo(folder: Path = typer.Argument(None, help="Project folder to create (default: a new "
+                                       "temporary folder)."),
+         budget: float = typer.Option(30.0, "--budget", help="Training budget in seconds."),
+         as_json: bool = JSON_OPTION) -> None:
+    """Run the whole lifecycle on the bundled AI4I 2020 data and say what happened."""
+    from planta.services.demo import run_demo
+
+    say = (lambda _t: None) if as_json else (lambda t: console.print(f"• {t}", soft_wrap=True))
+    run = run_demo(folder, budget_s=budget, say=say)
+    if as_json:
+        print_json({"ok": True} | run.to_dict())
+
+
+@app.command("version")
+def version() -> None:
+    """Print planta's version."""
+    console.print(f"planta {__version__}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+__all__ = ["app", "main"]

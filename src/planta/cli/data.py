@@ -1,0 +1,79 @@
+"""`planta ingest` and `planta datasets`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from planta.cli.output import JSON_OPTION, console, handle_errors, print_json, table
+
+
+def print_ingest_report(result: Any) -> None:
+    """The data-quality report in plant words."""
+    what = "new dataset version" if result.created else "same data as dataset version"
+    console.print(f"[bold]{result.source_name}[/] → {what} [bold]{result.version}[/] of "
+                  f"{result.usecase}")
+    share = result.n_rejected / result.n_rows if result.n_rows else 0.0
+    console.print(f"  {result.n_rows:,} rows read, {result.n_accepted:,} accepted, "
+                  f"{result.n_rejected:,} set aside ({share:.1%}).")
+    report = result.report
+    for finding in report.get("findings", []):
+        console.print(f"  • {finding}", soft_wrap=True)
+    if result.exclusions:
+        console.print("[bold]Columns not used as model inputs[/]")
+        for e in result.exclusions:
+            kept = " (kept because you asked)" if e.get("kept") else ""
+            console.print(f"  • {e['column']}: {e['evidence']}{kept}", soft_wrap=True)
+    for note in result.notes:
+        console.print(f"  • {note}", soft_wrap=True)
+    if result.contract_created:
+        console.print("A data contract was written from this file; check it with "
+                      f"`planta contract show {result.usecase}`.")
+    if result.n_rejected:
+        console.print(f"The rows set aside are kept with their reason (quarantine); see "
+                      f"`planta datasets {result.usecase} --json`.")
+    console.print(f"Next: planta train {result.usecase} --budget 60")
+
+
+@handle_errors
+def ingest(usecase: str = typer.Argument(..., help="Use case name."),
+           file: Path = typer.Argument(..., help="CSV, Excel (.xlsx) or Parquet file."),
+           as_json: bool = JSON_OPTION) -> None:
+    """Validate, version and profile a data file; prints a data-quality report."""
+    from planta.services.ingest import ingest as run_ingest
+    from planta.services.workspace import Workspace
+
+    ws = Workspace.open()
+    try:
+        result = run_ingest(ws, usecase, file)
+    finally:
+        ws.close()
+    if as_json:
+        print_json({"ok": True} | result.to_dict())
+    else:
+        print_ingest_report(result)
+
+
+@handle_errors
+def datasets(usecase: str = typer.Argument(..., help="Use case name."),
+             as_json: bool = JSON_OPTION) -> None:
+    """List the dataset versions of a use case."""
+    from planta.services.workspace import Workspace
+
+    ws = Workspace.open()
+    try:
+        ws.project.usecase(usecase)
+        items = ws.registry.list_dataset_versions(usecase)
+    finally:
+        ws.close()
+    if as_json:
+        print_json([d.to_dict() for d in items])
+        return
+    console.print(table(f"Dataset versions of {usecase}",
+                        ["version", "source", "rows", "accepted", "set aside", "content sha256",
+                         "by", "at"],
+                        [(d.version, d.source_name, d.n_rows, d.n_accepted, d.n_rejected,
+                          d.content_hash[:12], d.created_by, f"{d.created_at:%Y-%m-%d %H:%M}")
+                         for d in items]))

@@ -1,0 +1,108 @@
+"""Settings: environment variables ``PLANTA_*`` over ``planta.toml`` over defaults.
+
+The order is declared here and nowhere else. Settings are read once at an entry point (CLI,
+server) and passed down; core code never reads the environment.
+
+    key              env var               planta.toml           default
+    store_url        PLANTA_STORE_URL      [store] url           sqlite:///.planta/planta.db
+    artifacts_url    PLANTA_ARTIFACTS_URL  [store] artifacts     .planta/artifacts
+    four_eyes        PLANTA_FOUR_EYES      [policy] four_eyes    false
+    user             PLANTA_USER           -                     the OS user
+    lang             PLANTA_LANG           [ui] lang             en
+
+Relative paths and ``sqlite:///relative`` URLs are resolved against the project folder, so a
+project folder can be copied, moved or backed up as it is.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from planta.errors import ConfigError
+
+DEFAULT_STORE_URL = "sqlite:///.planta/planta.db"
+DEFAULT_ARTIFACTS_URL = ".planta/artifacts"
+LANGS = ("en", "es")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings of one project."""
+
+    root: Path
+    store_url: str = DEFAULT_STORE_URL
+    artifacts_url: str = DEFAULT_ARTIFACTS_URL
+    four_eyes: bool = False
+    user: str = "planta"
+    lang: str = "en"
+
+    @property
+    def resolved_store_url(self) -> str:
+        """The store URL with a relative SQLite path made absolute against the project root."""
+        prefix = "sqlite:///"
+        if self.store_url.startswith(prefix):
+            path = self.store_url[len(prefix):]
+            if path and not path.startswith("/") and path != ":memory:":
+                return prefix + str((self.root / path).resolve())
+        return self.store_url
+
+    @property
+    def resolved_artifacts_url(self) -> str:
+        """The artifact URL with a relative folder made absolute against the project root."""
+        if "://" in self.artifacts_url:
+            return self.artifacts_url
+        path = Path(self.artifacts_url)
+        return str(path if path.is_absolute() else (self.root / path).resolve())
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"Setting {key} = {value!r} is not true or false.",
+                      hint=f"Set {key} to true or false.")
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def load_settings(root: Path, toml: Mapping[str, Any], env: Mapping[str, str] | None = None
+                  ) -> Settings:
+    """Build settings from ``planta.toml`` content and the environment (env wins)."""
+    env = os.environ if env is None else env
+    store = toml.get("store", {}) or {}
+    policy = toml.get("policy", {}) or {}
+    ui = toml.get("ui", {}) or {}
+    if not isinstance(store, Mapping) or not isinstance(policy, Mapping):
+        raise ConfigError("planta.toml: [store] and [policy] must be tables.")
+    lang = env.get("PLANTA_LANG") or ui.get("lang") or "en"
+    lang = lang.split("_")[0].split(".")[0].lower()
+    if lang not in LANGS:
+        raise ConfigError(f"PLANTA_LANG = {lang!r} is not supported.",
+                          hint=f"Use one of: {', '.join(LANGS)}.")
+    return Settings(
+        root=root,
+        store_url=str(env.get("PLANTA_STORE_URL") or store.get("url") or DEFAULT_STORE_URL),
+        artifacts_url=str(env.get("PLANTA_ARTIFACTS_URL") or store.get("artifacts")
+                          or DEFAULT_ARTIFACTS_URL),
+        four_eyes=_bool("PLANTA_FOUR_EYES" if "PLANTA_FOUR_EYES" in env else "policy.four_eyes",
+                        env.get("PLANTA_FOUR_EYES", policy.get("four_eyes", False))),
+        user=env.get("PLANTA_USER") or _os_user(),
+        lang=lang,
+    )
+
+
+__all__ = ["DEFAULT_ARTIFACTS_URL", "DEFAULT_STORE_URL", "LANGS", "Settings", "load_settings"]
