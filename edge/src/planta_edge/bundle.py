@@ -30,6 +30,9 @@ _MEMBER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-
 # Decompression-bomb guard: no member and no bundle may expand beyond these sizes.
 MAX_MEMBER_BYTES = 512 * 1024 * 1024
 MAX_TOTAL_BYTES = 1024 * 1024 * 1024
+# The zip comment holds the hex sha256 of every byte before it (the seal), so that a flip in any
+# byte, including zip header fields that readers ignore, is caught without the registry.
+SEAL_BYTES = 64
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -45,6 +48,17 @@ def canonical_json(data: Any) -> bytes:
     """JSON with sorted keys and no spaces: the same data always gives the same bytes."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False).encode("utf-8")
+
+
+def seal(data: bytes) -> bytes:
+    """Stamp a zip archive written with a 64-byte placeholder comment with its seal."""
+    return data[:-SEAL_BYTES] + sha256_bytes(data[:-SEAL_BYTES]).encode("ascii")
+
+
+def is_sealed(data: bytes) -> bool:
+    """Whether the archive's last 64 bytes are the sha256 of everything before them."""
+    return (len(data) > SEAL_BYTES
+            and data[-SEAL_BYTES:] == sha256_bytes(data[:-SEAL_BYTES]).encode("ascii"))
 
 
 def is_member_name(name: str) -> bool:
@@ -110,6 +124,10 @@ def read_bundle(source: str | Path | bytes, *, expected_digest: str | None = Non
             f"{where.capitalize()} has changed since it was registered (sha256 {digest[:12]}… "
             f"instead of {expected_digest[:12]}…).",
             hint="Do not use it: restore the file from a backup or retrain the version.")
+    if not is_sealed(data):
+        raise IntegrityError(f"{where.capitalize()} was altered or damaged: its seal (the sha256 "
+                             "at the end of the file) does not match its content.",
+                             hint="Do not use it: copy or download it again from the registry.")
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as exc:
@@ -169,5 +187,5 @@ def read_bundle(source: str | Path | bytes, *, expected_digest: str | None = Non
     return Bundle(manifest=manifest, members=members, digest=digest)
 
 
-__all__ = ["Bundle", "FORMAT", "MANIFEST", "canonical_json", "is_member_name", "read_bundle",
-           "sha256_bytes"]
+__all__ = ["Bundle", "FORMAT", "MANIFEST", "canonical_json", "is_member_name", "is_sealed",
+           "read_bundle", "seal", "sha256_bytes"]

@@ -12,7 +12,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from planta.errors import IntegrityError
-from planta_edge.bundle import FORMAT, MANIFEST, canonical_json, is_member_name, sha256_bytes
+from planta_edge.bundle import (
+    FORMAT,
+    MANIFEST,
+    SEAL_BYTES,
+    canonical_json,
+    is_member_name,
+    seal,
+    sha256_bytes,
+)
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 # Members at least this big are deflated; small JSON stays stored so that readers are quick.
@@ -42,13 +50,14 @@ def write_bundle(members: Mapping[str, bytes], **manifest_fields: Any) -> bytes:
     manifest = build_manifest(members, **manifest_fields)
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
+        archive.comment = b"0" * SEAL_BYTES
         for name, data in [(MANIFEST, canonical_json(manifest))] + sorted(members.items()):
             info = zipfile.ZipInfo(name, date_time=_EPOCH)
             info.compress_type = (zipfile.ZIP_DEFLATED if len(data) >= _DEFLATE_FROM
                                   else zipfile.ZIP_STORED)
             info.external_attr = 0o644 << 16
             archive.writestr(info, data)
-    return out.getvalue()
+    return seal(out.getvalue())
 
 
 __all__ = ["build_manifest", "write_bundle"]

@@ -1,0 +1,146 @@
+"""Batch scoring benchmark: `planta score` (validation on) against plain LightGBM.
+
+Both read the same CSV of AI4I-like rows and write one prediction per row; each run is a fresh
+process timed end to end with GNU time (wall seconds and peak RSS), the two alternating A B A B
+so that a drift of the shared machine hits both.
+
+    python bench/bench_batch.py --rows 1000000 5000000 --reps 3
+
+plain  = pandas.read_csv + lightgbm.Booster.predict on the six honest columns + DataFrame.to_csv
+         (the anchors' "plain" mode; a LightGBM model trained with default settings)
+planta = `planta score failure IN.csv -o OUT.csv` with the production model of a project trained
+         by `planta train --budget 20` on AI4I 2020: every row validated against the contract,
+         feature steps applied, status and reason written, the batch recorded.
+Results: bench/out/batch.jsonl and a markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+AI4I = HERE.parent.parent / "shared" / "data" / "ai4i2020" / "ai4i2020.csv"
+FEATURES = ["Type", "Air temperature [K]", "Process temperature [K]", "Rotational speed [rpm]",
+            "Torque [Nm]", "Tool wear [min]"]
+PLAIN = r"""
+import sys, pandas as pd, lightgbm as lgb
+model = lgb.Booster(model_file=sys.argv[1])
+df = pd.read_csv(sys.argv[2])
+df["Type"] = df["Type"].map({"L": 0, "M": 1, "H": 2})
+p = model.predict(df[%r].to_numpy())
+pd.DataFrame({"probability": p}).to_csv(sys.argv[3], index=False)
+""" % FEATURES
+
+
+def make_input(rows: int) -> Path:
+    """AI4I rows resampled with a little noise, without the target or the failure flags."""
+    path = OUT / f"batch_{rows}.csv"
+    if path.exists():
+        return path
+    raw = pd.read_csv(AI4I)
+    rng = np.random.default_rng(0)
+    parts = []
+    chunk = 1_000_000
+    for start in range(0, rows, chunk):
+        n = min(chunk, rows - start)
+        sample = raw.iloc[rng.integers(0, len(raw), n)][["UDI", "Product ID", *FEATURES]].copy()
+        for col in FEATURES[1:]:
+            sample[col] = (sample[col] * rng.normal(1, 0.002, n)).round(1)
+        sample["UDI"] = np.arange(start, start + n)
+        parts.append(sample)
+        sample.to_csv(path, mode="a", header=start == 0, index=False)
+    return path
+
+
+def prepare_models(planta: str) -> tuple[Path, Path]:
+    """A plain LightGBM model file and a planta project with a production model."""
+    import lightgbm as lgb
+
+    model = OUT / "plain_lgbm.txt"
+    raw = pd.read_csv(AI4I)
+    x = raw[FEATURES].copy()
+    x["Type"] = x["Type"].map({"L": 0, "M": 1, "H": 2})
+    lgb.LGBMClassifier(verbose=-1).fit(x.to_numpy(), raw["Machine failure"]).booster_ \
+        .save_model(str(model))
+    project = OUT / "project"
+    if not (project / "planta.toml").exists():
+        shutil.rmtree(project, ignore_errors=True)
+        env = os.environ | {"PLANTA_USER": "bench"}
+        for cmd in (["init", str(project)],
+                    ["usecase", "add", "failure", "--target", "Machine failure",
+                     "--objective", "recall>=0.5"],
+                    ["ingest", "failure", str(AI4I)],
+                    ["train", "failure", "--budget", "20"],
+                    ["promote", "failure", "1", "--reason", "bench", "--exception"]):
+            subprocess.run([planta, *cmd], cwd=project if cmd[0] != "init" else OUT, env=env,
+                           check=True, capture_output=True)
+    return model, project
+
+
+def timed(cmd: list[str], cwd: Path | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of a fresh process."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", tf.name, *cmd], cwd=cwd,
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wall, kb = tf.read().split()[-2:]
+    return float(wall), int(kb) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args()
+    OUT.mkdir(exist_ok=True)
+    planta = shutil.which("planta") or str(Path(sys.executable).with_name("planta"))
+    model, project = prepare_models(planta)
+    results = []
+    for rows in args.rows:
+        src = make_input(rows)
+        for rep in range(args.reps):
+            for mode in ("plain", "planta"):
+                dst = OUT / f"pred_{mode}.csv"
+                dst.unlink(missing_ok=True)
+                if mode == "plain":
+                    cmd = [sys.executable, "-c", PLAIN, str(model), str(src), str(dst)]
+                else:
+                    cmd = [planta, "score", "failure", str(src), "-o", str(dst), "--json"]
+                wall, rss = timed(cmd, cwd=project)
+                with dst.open("rb") as fh:
+                    lines = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b""))
+                assert lines - 1 == rows, f"{mode} wrote {lines - 1} rows, expected {rows}"
+                row = {"bench": "batch", "mode": mode, "rows": rows, "rep": rep,
+                       "wall_s": wall, "rows_per_s": round(rows / wall),
+                       "peak_rss_mb": round(rss)}
+                results.append(row)
+                print(json.dumps(row), flush=True)
+                with (OUT / "batch.jsonl").open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+    print("\n| rows | mode | rows/s (median) | wall s | peak RSS MB | planta / plain |")
+    print("|---|---|---|---|---|---|")
+    for rows in args.rows:
+        med = {}
+        for mode in ("plain", "planta"):
+            sel = [r for r in results if r["rows"] == rows and r["mode"] == mode]
+            med[mode] = (float(np.median([r["rows_per_s"] for r in sel])),
+                         float(np.median([r["wall_s"] for r in sel])),
+                         float(np.median([r["peak_rss_mb"] for r in sel])))
+        for mode in ("plain", "planta"):
+            ratio = f"{med['planta'][0] / med['plain'][0]:.2f}×" if mode == "planta" else ""
+            print(f"| {rows:,} | {mode} | {med[mode][0]:,.0f} | {med[mode][1]:.1f} | "
+                  f"{med[mode][2]:.0f} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
