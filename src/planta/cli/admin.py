@@ -19,7 +19,7 @@ def backup(file: Path = typer.Argument(..., help="Backup file to write (.tar.gz)
     ws = Workspace.open()
     try:
         ws.audit.append("backup", f"project/{ws.project.name}", ws.actor, {"file": file.name})
-        info = run_backup(ws.store, ws.artifacts, file)
+        info = run_backup(ws.store, ws.artifacts, file, project_dir=ws.project.root)
     finally:
         ws.close()
     if as_json:
