@@ -21,6 +21,8 @@ CLI_ROLE = "admin"
 
 def fmt_metric(value: Any) -> str:
     """'0.84 (0.79–0.89)' from a metric with its interval."""
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
     if isinstance(value, dict):
         point, low, high = value.get("value"), value.get("lower"), value.get("upper")
         if point is None:

@@ -70,8 +70,8 @@ def run_demo(folder: Path | None = None, *, budget_s: float = 30.0,
         history_file = root / "history.csv"
         new_file = root / "new_batch.csv"
         history.to_csv(history_file, index=False)
-        new.drop(columns=["Machine failure", "TWF", "HDF", "PWF", "OSF", "RNF"]).to_csv(
-            new_file, index=False)
+        # Today's export has every column but the answer; the contract ignores the extra ones.
+        new.drop(columns=["Machine failure"]).to_csv(new_file, index=False)
         result = ingest(ws, "failure", history_file)
         excluded = ", ".join(e["column"] for e in result.exclusions if not e.get("kept"))
         step("ingest", f"Ingested {result.n_rows:,} rows as dataset version {result.version}; "
@@ -91,8 +91,10 @@ def run_demo(folder: Path | None = None, *, budget_s: float = 30.0,
 
         scored = root / "scored.csv"
         s = score_file(ws, "failure", new_file, scored)
+        rules = ", ".join(f"{rule}: {n}" for rule, n in s.rejected_by_rule.items())
         step("score", f"Scored {s.n_rows:,} new rows with version {s.model_version} "
-             f"({s.n_rejected} rejected by the contract) → {scored.name}.", output=str(scored))
+             f"({s.n_rejected} rejected by the contract{': ' + rules if rules else ''}) → "
+             f"{scored.name}.", output=str(scored))
 
         second = train_version(ws, "failure", budget_s=max(5.0, budget_s / 3), seed=1,
                                note="demo: a second, quicker search")

@@ -45,10 +45,15 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def output_schema(outcome: TrainOutcome) -> dict[str, Any]:
+def metrics_dict(outcome: TrainOutcome) -> dict[str, Any]:
+    """Holdout metrics as plain dicts: {"recall": {"value", "lower", "upper"}, ...}."""
+    return {name: (est.to_dict() if hasattr(est, "to_dict") else est)
+            for name, est in outcome.metrics.items()}
+
+
+def output_schema(outcome: TrainOutcome, task: str) -> dict[str, Any]:
     """What a prediction looks like, for the inference contract."""
-    task = outcome.task
-    out: dict[str, Any] = {"task": task, "classes": outcome.classes}
+    out: dict[str, Any] = {"task": task, "classes": list(outcome.classes)}
     if task == "binary":
         out.update(prediction="class label", probability=f"P({outcome.classes[-1]})",
                    threshold=outcome.threshold)
@@ -94,7 +99,7 @@ class TrainResult:
         return {"usecase": self.usecase, "version": self.version, "state": self.state,
                 "dataset_version": self.dataset_version, "bundle_sha256": self.bundle_digest,
                 "bundle_bytes": self.bundle_size, "estimator": self.outcome.estimator,
-                "metrics": self.outcome.metrics, "threshold": self.outcome.threshold,
+                "metrics": metrics_dict(self.outcome), "threshold": self.outcome.threshold,
                 "gate": self.outcome.gate.to_dict(), "trials": len(self.outcome.trials),
                 "duration_s": round(self.outcome.duration_s, 2)}
 
@@ -127,7 +132,7 @@ def train_version(ws: Workspace, usecase_name: str, *, budget_s: float, seed: in
         "packages": package_versions(), "trained_by": ws.actor, "note": note,
     }
     contract_doc = contract.to_dict() | {
-        "output": output_schema(outcome), "latency": latency, "error_modes": list(ERROR_MODES)}
+        "output": output_schema(outcome, usecase.task.value), "latency": latency, "error_modes": list(ERROR_MODES)}
     members = dict(outcome.members)
     members["contract.json"] = canonical_json(contract_doc)
     members["profile.json"] = ws.artifacts.get_bytes(dv.profile_digest)
@@ -138,7 +143,7 @@ def train_version(ws: Workspace, usecase_name: str, *, budget_s: float, seed: in
     digest = ws.artifacts.put_bytes(data)
     mv = ws.registry.register_model(
         usecase=usecase_name, dataset_version=dv.version, bundle_digest=digest,
-        bundle_size=len(data), metrics=outcome.metrics, gate=outcome.gate.to_dict(),
+        bundle_size=len(data), metrics=metrics_dict(outcome), gate=outcome.gate.to_dict(),
         trained_by=ws.actor, summary=_summary(outcome, latency),
         trials=[t.to_dict() for t in outcome.trials], version=next_version)
     ws.audit.append("train", f"usecase/{usecase_name}/model/{mv.version}", ws.actor,
