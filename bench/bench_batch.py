@@ -44,7 +44,8 @@ pd.DataFrame({"probability": p}).to_csv(sys.argv[3], index=False)
 
 
 def make_input(rows: int) -> Path:
-    """AI4I rows resampled with a little noise, without the target or the failure flags."""
+    """AI4I rows resampled with a little noise: ids, the six readings and RNF (the raw export's
+    columns that planta keeps as inputs), without the target."""
     path = OUT / f"batch_{rows}.csv"
     if path.exists():
         return path
@@ -54,7 +55,7 @@ def make_input(rows: int) -> Path:
     chunk = 1_000_000
     for start in range(0, rows, chunk):
         n = min(chunk, rows - start)
-        sample = raw.iloc[rng.integers(0, len(raw), n)][["UDI", "Product ID", *FEATURES]].copy()
+        sample = raw.iloc[rng.integers(0, len(raw), n)][["UDI", "Product ID", *FEATURES, "RNF"]].copy()
         for col in FEATURES[1:]:
             sample[col] = (sample[col] * rng.normal(1, 0.002, n)).round(1)
         sample["UDI"] = np.arange(start, start + n)

@@ -327,6 +327,7 @@ class Validated:
     reasons: np.ndarray
     flagged: np.ndarray
     violations: list[Violation] = field(default_factory=list)
+    n_violations: int = 0
 
     @property
     def n_rows(self) -> int:
@@ -553,35 +554,54 @@ def _fmt(value: Any) -> str:
 
 
 class _Collector:
-    """Collects violations and the first reason of every rejected row."""
+    """Collects violations and the first reason of every rejected row.
 
-    def __init__(self, n: int, row_offset: int) -> None:
+    Every rejected row gets its reason, however many there are; the list of Violation objects
+    stops growing at ``max_violations`` (``n_violations`` still counts them all), so a file in
+    which every row is wrong costs time per row, not a million objects held in memory.
+    """
+
+    def __init__(self, n: int, row_offset: int, max_violations: int = 10_000) -> None:
         self.ok = np.ones(n, dtype=bool)
         self.flagged = np.zeros(n, dtype=bool)
         self.reasons = np.full(n, None, dtype=object)
         self.violations: list[Violation] = []
+        self.n_violations = 0
         self.row_offset = row_offset
+        self.max_violations = max_violations
 
     def add(self, mask: np.ndarray, f: Field | None, rule: str, values: np.ndarray | None,
             describe: Any, *, reject: bool = True) -> None:
         idx = np.flatnonzero(mask)
         if idx.size == 0:
             return
-        for i in idx:
+        self.n_violations += int(idx.size)
+        room = self.max_violations - len(self.violations)
+        where = f"column {f.display!r}" if f is not None else "record"
+        if reject:
+            # Only rows that get their first reason here, or fit in the list, need a message.
+            first = self.ok[idx]
+            self.ok[idx] = False
+            keep = first.copy()
+            if room > 0:
+                keep[:room] = True
+            idx_keep = idx[keep]
+            first_keep = first[keep]
+        else:
+            self.flagged[idx] = True
+            idx_keep = idx[:max(room, 0)]
+            first_keep = np.zeros(idx_keep.size, dtype=bool)
+        for i, is_first in zip(idx_keep.tolist(), first_keep.tolist()):
             value = values[i] if values is not None else None
             if isinstance(value, np.generic):
                 value = value.item()
             message = describe(value) if callable(describe) else describe
-            where = f"column {f.display!r}" if f is not None else "record"
             text = f"Row {i + self.row_offset + 1}, {where}: {message}"
-            self.violations.append(Violation(int(i + self.row_offset),
-                                             f.name if f else None, rule, value, text))
-            if reject:
-                if self.ok[i]:
-                    self.reasons[i] = f"{rule}: {text}"
-                self.ok[i] = False
-            else:
-                self.flagged[i] = True
+            if len(self.violations) < self.max_violations:
+                self.violations.append(Violation(int(i + self.row_offset),
+                                                 f.name if f else None, rule, value, text))
+            if reject and is_first:
+                self.reasons[i] = f"{rule}: {text}"
 
 
 def validate_columns(
@@ -644,7 +664,7 @@ def validate_columns(
             continue
         values[f.name] = _check_field(f, raw, out, range_policy)
     return Validated(values=values, ok=out.ok, reasons=out.reasons, flagged=out.flagged,
-                     violations=out.violations)
+                     violations=out.violations, n_violations=out.n_violations)
 
 
 def _check_field(f: Field, raw: np.ndarray, out: _Collector, range_policy: str) -> np.ndarray:

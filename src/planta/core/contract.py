@@ -313,6 +313,10 @@ def _infer_field(series: pd.Series, header: str, name: str, role: str, note: str
         kind, fmt = _target_kind(series, header, task), None
     else:
         kind, fmt = _kind_of(series)
+    if kind == "integer" and parse_unit(header):
+        # A measurement logged in whole units (1551 rpm, 42 min) can arrive with decimals from
+        # another logger; only unit-less counts and codes must stay whole numbers.
+        kind = "number"
     if role == "feature" and kind == "text":
         distinct = series.nunique(dropna=True)
         role, note = "ignored", (f"free text with {distinct} different values: the model cannot "
