@@ -34,15 +34,23 @@ def restore(file: Path = typer.Argument(..., help="Backup file made by `planta b
             force: bool = typer.Option(False, help="Replace an existing store."),
             as_json: bool = JSON_OPTION) -> None:
     """Bring a backup back into this project folder (refuses to overwrite unless --force)."""
+    from planta.errors import NotFoundError
     from planta.project import Project
     from planta.store.backup import restore as run_restore
 
-    project = Project.open()
-    info = run_restore(file, project.root, force=force,
-                       store_url=project.settings.resolved_store_url,
-                       artifacts_url=project.settings.resolved_artifacts_url)
+    try:
+        project = Project.open(Path.cwd())
+    except NotFoundError:
+        # An empty folder: the backup brings planta.toml along and the default layout.
+        root = Path.cwd()
+        info = run_restore(file, root, force=force)
+    else:
+        root = project.root
+        info = run_restore(file, root, force=force,
+                           store_url=project.settings.resolved_store_url,
+                           artifacts_url=project.settings.resolved_artifacts_url)
     if as_json:
         print_json({"ok": True, "file": str(file)} | (info.to_dict() if hasattr(info, "to_dict")
                                                        else {}))
     else:
-        console.print(f"Restored {file} into {project.root}. Check it with `planta audit verify`.")
+        console.print(f"Restored {file} into {root}. Check it with `planta audit verify`.")

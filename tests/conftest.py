@@ -1,4 +1,4 @@
-"""Integration fixtures: a throwaway PostgreSQL server, and a store URL for each engine.
+"""Shared fixtures: a throwaway PostgreSQL server, and a store URL for each engine.
 
 The server is started once per test session from the PostgreSQL server binaries
 (``apt-get install postgresql``) in a private folder, on a free loopback port, and stopped at
