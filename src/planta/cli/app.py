@@ -53,9 +53,12 @@ def demo(folder: Path = typer.Argument(None, help="Project folder to create (def
 
 
 @app.command("version")
-def version() -> None:
+def version(as_json: bool = JSON_OPTION) -> None:
     """Print planta's version."""
-    console.print(f"planta {__version__}")
+    if as_json:
+        print_json({"planta": __version__})
+    else:
+        console.print(f"planta {__version__}")
 
 
 def main() -> None:
