@@ -48,6 +48,17 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# Below this many rows, one thread answers faster than several: waking a thread pool costs more
+# than a few trees, and on a busy 2-core box a single record waited milliseconds for a second
+# thread (measured: 9 ms per LightGBM call and 17 ms per XGBoost call on a loaded machine).
+SMALL_BATCH_ROWS = 2048
+
+
+def threads_for(X: np.ndarray, num_threads: int) -> int:
+    """Threads to use for a predict call on ``X``."""
+    return 1 if X.shape[0] < SMALL_BATCH_ROWS else num_threads
+
+
 class Model(Protocol):
     """What every model member offers: margins, contributions and its own bytes."""
 
@@ -88,7 +99,7 @@ class LightGBMModel:
     def margin(self, X: np.ndarray, rounds: int | None = None) -> np.ndarray:
         """Raw scores (log-odds for classifiers); ``rounds`` uses only the first trees."""
         return np.asarray(self.booster.predict(X, raw_score=True, num_iteration=rounds,
-                                               num_threads=self.num_threads))
+                                               num_threads=threads_for(X, self.num_threads)))
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         out = np.asarray(self.booster.predict(X, pred_contrib=True,
@@ -112,6 +123,7 @@ class XGBoostModel:
         self.booster = booster
         self.n_classes = n_classes
         self.num_threads = num_threads or default_threads()
+        self._nthread = self.num_threads
         self.booster.set_param({"nthread": self.num_threads})
 
     @classmethod
@@ -124,6 +136,10 @@ class XGBoostModel:
 
     def margin(self, X: np.ndarray, rounds: int | None = None) -> np.ndarray:
         """Raw scores (log-odds for classifiers); ``rounds`` uses only the first trees."""
+        wanted = threads_for(X, self.num_threads)
+        if wanted != self._nthread:
+            self.booster.set_param({"nthread": wanted})
+            self._nthread = wanted
         return np.asarray(self.booster.inplace_predict(
             X, predict_type="margin", missing=np.nan,
             iteration_range=(0, rounds) if rounds else (0, 0)))
