@@ -82,10 +82,15 @@ def prepare_models(planta: str) -> tuple[Path, Path]:
                     ["usecase", "add", "failure", "--target", "Machine failure",
                      "--objective", "recall>=0.5"],
                     ["ingest", "failure", str(AI4I)],
-                    ["train", "failure", "--budget", "20"],
-                    ["promote", "failure", "1", "--reason", "bench", "--exception"]):
-            subprocess.run([planta, *cmd], cwd=project if cmd[0] != "init" else OUT, env=env,
-                           check=True, capture_output=True)
+                    ["train", "failure", "--budget", "20"]):
+            done = subprocess.run([planta, *cmd], cwd=project if cmd[0] != "init" else OUT,
+                                  env=env, capture_output=True)
+            if done.returncode not in (0, 3):  # 3: trained, but the gate rejected it
+                raise SystemExit(f"planta {' '.join(cmd)} failed: {done.stderr.decode()}")
+        promote = [planta, "promote", "failure", "1", "--reason", "bench"]
+        if subprocess.run(promote, cwd=project, env=env, capture_output=True).returncode:
+            subprocess.run([*promote, "--exception"], cwd=project, env=env, check=True,
+                           capture_output=True)
     return model, project
 
 
