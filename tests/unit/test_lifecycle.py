@@ -114,8 +114,9 @@ def test_four_eyes_stops_the_trainer_from_approving_even_as_admin(rule) -> None:
                          ids=lambda r: f"{r.from_state}-{r.action.value}")
 def test_safety_moves_stay_open_to_the_trainer(rule) -> None:
     # Declining, stopping and rolling back never make production riskier.
-    _check(rule.from_state, rule.to_state, rule.action, Role.APPROVER, actor="luis",
-           trained_by="luis", four_eyes=True)
+    move = _check(rule.from_state, rule.to_state, rule.action, Role.APPROVER, actor="luis",
+                  trained_by="luis", four_eyes=True)
+    assert move.to_state == rule.to_state
 
 
 @pytest.mark.parametrize("reason", [None, "", "   "])
