@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ulid import ULID
@@ -123,3 +124,13 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'planta.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Any]:
+    """An opened store on each engine (see ``store_url``), closed after the test."""
+    from planta.store.metadata import open_store
+
+    s = open_store(store_url)
+    yield s
+    s.close()

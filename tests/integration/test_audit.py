@@ -20,13 +20,6 @@ ACTIONS = ["project_init", "ingest", "train", "promote", "score", "backup"]
 
 
 @pytest.fixture
-def store(store_url):
-    s = open_store(store_url)
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def log(store):
     audit = AuditLog(store)
     for i, action in enumerate(ACTIONS, start=1):

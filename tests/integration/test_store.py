@@ -28,13 +28,6 @@ def digest(n: int) -> str:
 
 
 @pytest.fixture
-def store(store_url):
-    s = open_store(store_url)
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def registry(store):
     return Registry(store)
 
