@@ -11,6 +11,11 @@
     trials             (usecase, model_version, n)  the search behind a model version
     batches            id (ULID)           batch scoring runs
     audit_events       seq                 the append-only, hash-chained audit trail
+    predictions        id (first ULID)     the prediction log: one row per request and version
+    feedback           (usecase, prediction_id)  ground truth
+    rejections         id                  requests refused by the contract
+    jobs               id                  the durable queue of async and batch jobs
+    tokens             id                  API tokens (hashed) with roles
 
 Later tables (prediction log, jobs, tokens, devices) arrive as new Alembic revisions in
 ``migrations/versions/``; the revision files are written by hand and never edited once released.
@@ -195,6 +200,8 @@ aliases = Table(
     Column("version", Integer, nullable=False),
     Column("set_by", String(200), nullable=False),
     Column("set_at", UTCDateTime, nullable=False),
+    # The share of live requests a canary answers (revision 0002); null for other aliases.
+    Column("share", Float),
     ForeignKeyConstraint(["usecase", "version"],
                          ["model_versions.usecase", "model_versions.version"]),
 )
@@ -268,6 +275,109 @@ audit_events = Table(
     Column("prev_hash", String(64), nullable=False, unique=True),
     Column("hash", String(64), nullable=False, unique=True),
 )
+
+# --- serving (revision 0002) -------------------------------------------------------------------
+
+# The prediction log. One row per answered request (or job chunk) and model version: the
+# records' prediction ids are consecutive ULIDs from ``id`` to ``last_id``, so logging a
+# 1,000-record request is one insert, not 1,000 (see planta.store.predlog).
+predictions = Table(
+    "predictions", metadata,
+    Column("id", String(26), primary_key=True),
+    Column("last_id", String(26), nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    _usecase(),
+    Column("version", Integer, nullable=False),
+    Column("route", String(20), nullable=False),      # production / canary / shadow / pinned
+    Column("channel", String(20), nullable=False),    # sync / v2 / job / batch / edge
+    Column("caller", String(200), nullable=False),
+    Column("request_id", String(64)),
+    Column("latency_ms", Float),
+    Column("device", String(100)),
+    Column("entities", JSON),                         # one per record, or null
+    Column("inputs", Text, nullable=False),           # JSON array of records (canonical names)
+    Column("outputs", Text, nullable=False),          # JSON {prediction: [...], probability: ...}
+    Index(None, "usecase", "at"),
+    Index(None, "at"),
+    Index(None, "last_id"),
+)
+
+# Ground truth, one per prediction; a repeated submission of the same value changes nothing.
+feedback = Table(
+    "feedback", metadata,
+    Column("usecase", String(100), primary_key=True),
+    Column("prediction_id", String(26), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("entity", String(200)),
+    Column("event_time", UTCDateTime),
+    Column("source", String(200), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Index(None, "usecase", "received_at"),
+)
+
+# Requests refused by the contract: counted for data-quality monitoring, never scored.
+rejections = Table(
+    "rejections", metadata,
+    Column("id", String(26), primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    _usecase(),
+    Column("channel", String(20), nullable=False),
+    Column("caller", String(200), nullable=False),
+    Column("n_records", Integer, nullable=False),
+    Column("rules", JSON, nullable=False),            # {rule: count}
+    Index(None, "usecase", "at"),
+)
+
+JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+
+# The durable job queue: async predictions and batch files. A worker claims a job with a
+# lease; a job whose worker died is claimed again when the lease runs out.
+jobs = Table(
+    "jobs", metadata,
+    Column("id", String(26), primary_key=True),
+    _usecase(),
+    Column("kind", String(20), nullable=False),       # records / file
+    Column("status", String(20), nullable=False),
+    Column("caller", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("attempts", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("lease_owner", String(100)),
+    Column("lease_until", UTCDateTime),
+    Column("input_digest", String(64), nullable=False),   # artifact: the records or the file
+    Column("input_name", String(500), nullable=False),
+    Column("options", JSON, nullable=False),
+    Column("result_digest", String(64)),
+    Column("result_name", String(500)),
+    Column("summary", JSON),
+    Column("error", Text),
+    CheckConstraint("status IN ('queued', 'running', 'done', 'failed', 'cancelled')",
+                    name="status"),
+    Index(None, "status", "created_at"),
+    Index(None, "usecase", "created_at"),
+)
+
+# API tokens: only a SHA-256 of the secret is kept (tokens are 256-bit random, so a slow hash
+# would add nothing); ``prefix`` lets people tell their tokens apart.
+tokens = Table(
+    "tokens", metadata,
+    Column("id", String(26), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_by", String(200)),
+    Column("revoked_at", UTCDateTime),
+    Column("last_used_at", UTCDateTime),
+    CheckConstraint("role IN ('viewer', 'operator', 'approver', 'admin')", name="role"),
+)
+
 
 @dataclass
 class Store:
@@ -477,7 +587,8 @@ def _migrate(store: Store) -> None:
 
 
 __all__ = [
-    "BUSY_TIMEOUT_S", "STATES", "Store", "UTCDateTime", "aliases", "audit_events", "batches",
-    "dataset_versions", "json_dumps", "json_ready", "lock", "metadata", "model_versions",
-    "open_store", "transitions", "trials", "utc_now",
+    "BUSY_TIMEOUT_S", "JOB_STATUSES", "STATES", "Store", "UTCDateTime", "aliases",
+    "audit_events", "batches", "dataset_versions", "feedback", "jobs", "json_dumps",
+    "json_ready", "lock", "metadata", "model_versions", "open_store", "predictions",
+    "rejections", "tokens", "transitions", "trials", "utc_now",
 ]
