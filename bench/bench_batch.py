@@ -1,8 +1,10 @@
 """Batch scoring benchmark: `planta score` (validation on) against plain LightGBM.
 
 Both read the same CSV of AI4I-like rows and write one prediction per row; each run is a fresh
-process timed end to end with GNU time (wall seconds and peak RSS), the two alternating A B A B
-so that a drift of the shared machine hits both.
+process timed end to end with GNU time (wall seconds, CPU seconds and peak RSS), the two
+alternating A B A B so that a drift of the shared machine hits both. CPU seconds (user + system,
+all threads) and the load average before each run are kept too: on a shared box with few cores
+they tell whether a run was slow because of its own work or because others held the cores.
 
     python bench/bench_batch.py --rows 1000000 5000000 --reps 3
 
@@ -94,19 +96,33 @@ def prepare_models(planta: str) -> tuple[Path, Path]:
     return model, project
 
 
-def timed(cmd: list[str], cwd: Path | None = None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of a fresh process."""
+def timed(cmd: list[str], cwd: Path | None = None) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MB) of a fresh process."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
-        subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", tf.name, *cmd], cwd=cwd,
+        subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", "-o", tf.name, *cmd], cwd=cwd,
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wall, kb = tf.read().split()[-2:]
-    return float(wall), int(kb) / 1024
+        wall, user, system, kb = tf.read().split()[-4:]
+    return float(wall), float(user) + float(system), int(kb) / 1024
+
+
+def machine() -> str:
+    """Cores this process may use and the CPU model, for the results table."""
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{len(os.sched_getaffinity(0))} cores, {model}"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
-    ap.add_argument("--reps", type=int, default=3)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000],
+                    help="input sizes; several (1000000 5000000) show memory against file size")
+    ap.add_argument("--reps", type=int, default=3, help="A/B pairs per size (medians reported)")
     args = ap.parse_args()
     OUT.mkdir(exist_ok=True)
     planta = shutil.which("planta") or str(Path(sys.executable).with_name("planta"))
@@ -122,30 +138,33 @@ def main() -> None:
                     cmd = [sys.executable, "-c", PLAIN, str(model), str(src), str(dst)]
                 else:
                     cmd = [planta, "score", "failure", str(src), "-o", str(dst), "--json"]
-                wall, rss = timed(cmd, cwd=project)
+                load = os.getloadavg()[0]
+                wall, cpu, rss = timed(cmd, cwd=project)
                 with dst.open("rb") as fh:
                     lines = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b""))
                 assert lines - 1 == rows, f"{mode} wrote {lines - 1} rows, expected {rows}"
                 row = {"bench": "batch", "mode": mode, "rows": rows, "rep": rep,
                        "wall_s": wall, "rows_per_s": round(rows / wall),
-                       "peak_rss_mb": round(rss)}
+                       "cpu_s": round(cpu, 2), "peak_rss_mb": round(rss),
+                       "load_before": round(load, 2), "machine": machine()}
                 results.append(row)
                 print(json.dumps(row), flush=True)
                 with (OUT / "batch.jsonl").open("a") as fh:
                     fh.write(json.dumps(row) + "\n")
-    print("\n| rows | mode | rows/s (median) | wall s | peak RSS MB | planta / plain |")
-    print("|---|---|---|---|---|---|")
+    print(f"\n{machine()}; load average before the runs: "
+          f"{min(r['load_before'] for r in results):.1f}–{max(r['load_before'] for r in results):.1f}")
+    print("\n| rows | mode | rows/s (median) | wall s | CPU s | peak RSS MB | planta / plain |")
+    print("|---|---|---|---|---|---|---|")
     for rows in args.rows:
         med = {}
         for mode in ("plain", "planta"):
             sel = [r for r in results if r["rows"] == rows and r["mode"] == mode]
-            med[mode] = (float(np.median([r["rows_per_s"] for r in sel])),
-                         float(np.median([r["wall_s"] for r in sel])),
-                         float(np.median([r["peak_rss_mb"] for r in sel])))
+            med[mode] = tuple(float(np.median([r[k] for r in sel]))
+                              for k in ("rows_per_s", "wall_s", "cpu_s", "peak_rss_mb"))
         for mode in ("plain", "planta"):
             ratio = f"{med['planta'][0] / med['plain'][0]:.2f}×" if mode == "planta" else ""
             print(f"| {rows:,} | {mode} | {med[mode][0]:,.0f} | {med[mode][1]:.1f} | "
-                  f"{med[mode][2]:.0f} | {ratio} |")
+                  f"{med[mode][2]:.1f} | {med[mode][3]:.0f} | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a fresh Debian machine, then run the whole suite.
-# System packages: PostgreSQL (the store's second engine; the tests start a throwaway server).
+# System packages: PostgreSQL (the store's second engine; the tests start a throwaway server)
+# and Chromium (the UI's browser tests drive Debian's build through Playwright, whose own
+# browser download does not work offline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +10,10 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
   if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+  if ! command -v chromium >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   fi
 fi
 

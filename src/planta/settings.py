@@ -9,6 +9,8 @@ server) and passed down; core code never reads the environment.
     four_eyes        PLANTA_FOUR_EYES      [policy] four_eyes    false
     user             PLANTA_USER           -                     the OS user
     lang             PLANTA_LANG           [ui] lang             en
+    log_retention_days  PLANTA_LOG_RETENTION_DAYS  [serve] log_retention_days  365 (0 keeps all)
+    log_durability   PLANTA_LOG_DURABILITY [serve] log_durability  full (or process)
 
 Relative paths and ``sqlite:///relative`` URLs are resolved against the project folder, so a
 project folder can be copied, moved or backed up as it is.
@@ -28,6 +30,8 @@ from planta.errors import ConfigError
 DEFAULT_STORE_URL = "sqlite:///.planta/planta.db"
 DEFAULT_ARTIFACTS_URL = ".planta/artifacts"
 LANGS = ("en", "es")
+DEFAULT_LOG_RETENTION_DAYS = 365
+LOG_DURABILITIES = ("full", "process")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,11 @@ class Settings:
     four_eyes: bool = False
     user: str = "planta"
     lang: str = "en"
+    # How long the prediction log keeps predictions (a use case's retention_days wins); 0
+    # keeps them all. full: an acknowledged prediction survives a power cut; process: only a
+    # crash of planta (see planta.store.predictions).
+    log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
+    log_durability: str = "full"
 
     @property
     def resolved_store_url(self) -> str:
@@ -72,6 +81,18 @@ def _bool(key: str, value: Any) -> bool:
                       hint=f"Set {key} to true or false.")
 
 
+def _days(key: str, value: Any) -> int:
+    try:
+        days = int(str(value).strip())
+    except ValueError:
+        days = -1
+    if days < 0 or isinstance(value, bool):
+        raise ConfigError(f"Setting {key} = {value!r} is not a whole number of days.",
+                          hint=f"Set {key} to a number of days such as 365, or 0 to keep "
+                               "every prediction.")
+    return days
+
+
 def _os_user() -> str:
     try:
         return getpass.getuser()
@@ -86,8 +107,16 @@ def load_settings(root: Path, toml: Mapping[str, Any], env: Mapping[str, str] | 
     store = toml.get("store", {}) or {}
     policy = toml.get("policy", {}) or {}
     ui = toml.get("ui", {}) or {}
-    if not isinstance(store, Mapping) or not isinstance(policy, Mapping):
-        raise ConfigError("planta.toml: [store] and [policy] must be tables.")
+    serve = toml.get("serve", {}) or {}
+    if not isinstance(store, Mapping) or not isinstance(policy, Mapping) or not isinstance(
+            serve, Mapping):
+        raise ConfigError("planta.toml: [store], [policy] and [serve] must be tables.")
+    durability = str(env.get("PLANTA_LOG_DURABILITY") or serve.get("log_durability")
+                     or "full").strip().lower()
+    if durability not in LOG_DURABILITIES:
+        raise ConfigError(f"Setting log_durability = {durability!r} is not full or process.",
+                          hint="Use full (an answered prediction survives a power cut) or "
+                               "process (it survives a crash of planta; faster on slow disks).")
     lang = env.get("PLANTA_LANG") or ui.get("lang") or "en"
     lang = lang.split("_")[0].split(".")[0].lower()
     if lang not in LANGS:
@@ -102,7 +131,14 @@ def load_settings(root: Path, toml: Mapping[str, Any], env: Mapping[str, str] | 
                         env.get("PLANTA_FOUR_EYES", policy.get("four_eyes", False))),
         user=env.get("PLANTA_USER") or _os_user(),
         lang=lang,
+        log_retention_days=_days(
+            "PLANTA_LOG_RETENTION_DAYS" if "PLANTA_LOG_RETENTION_DAYS" in env
+            else "serve.log_retention_days",
+            env.get("PLANTA_LOG_RETENTION_DAYS",
+                    serve.get("log_retention_days", DEFAULT_LOG_RETENTION_DAYS))),
+        log_durability=durability,
     )
 
 
-__all__ = ["DEFAULT_ARTIFACTS_URL", "DEFAULT_STORE_URL", "LANGS", "Settings", "load_settings"]
+__all__ = ["DEFAULT_ARTIFACTS_URL", "DEFAULT_LOG_RETENTION_DAYS", "DEFAULT_STORE_URL", "LANGS",
+           "LOG_DURABILITIES", "Settings", "load_settings"]

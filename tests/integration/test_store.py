@@ -381,7 +381,7 @@ def test_decline_canary_shadow_and_stop(with_data) -> None:
     assert "candidate" not in registry.aliases("failure")
     registry.move("failure", 1, "candidate", action="stop", actor="ana", role="approver",
                   reason="enough")
-    assert registry.aliases("failure") == {"candidate": 1}
+    assert registry.aliases("failure") == {"candidate": 1, "canary": 2}
     registry.promote("failure", 2, actor="ana", role="approver", reason="canary went well")
     assert [m.state for m in registry.list_models("failure")] == [
         "candidate", "production", "rejected"]

@@ -13,8 +13,8 @@ from planta.cli.output import JSON_OPTION, console, handle_errors, print_json
 def backup(file: Path = typer.Argument(..., help="Backup file to write (.tar.gz)."),
            as_json: bool = JSON_OPTION) -> None:
     """Take a consistent copy of the store and artifacts while planta keeps running."""
-    from planta.store.backup import backup as run_backup
     from planta.services.workspace import Workspace
+    from planta.store.backup import backup as run_backup
 
     ws = Workspace.open()
     try:

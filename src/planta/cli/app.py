@@ -7,7 +7,18 @@ from pathlib import Path
 import typer
 
 from planta import __version__
-from planta.cli import admin, audit, data, models, project, score
+from planta.cli import (
+    admin,
+    audit,
+    data,
+    jobs,
+    models,
+    predictions,
+    project,
+    score,
+    serve,
+    tokens,
+)
 from planta.cli.output import JSON_OPTION, console, handle_errors, print_json
 
 app = typer.Typer(
@@ -30,11 +41,20 @@ app.command("trials")(models.trials)
 app.command("promote")(models.promote)
 app.command("decline")(models.decline)
 app.command("rollback")(models.rollback)
+app.command("canary")(models.canary)
+app.command("shadow")(models.shadow)
+app.command("stop")(models.stop)
 app.command("reproduce")(models.reproduce)
 app.command("score")(score.score)
+app.command("predictions")(predictions.predictions)
+app.command("feedback")(predictions.feedback)
+app.command("serve")(serve.serve)
+app.command("worker")(jobs.worker)
+app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(audit.audit_app, name="audit")
 app.command("backup")(admin.backup)
 app.command("restore")(admin.restore)
+app.add_typer(tokens.token_app, name="token")
 
 
 @app.command("demo")

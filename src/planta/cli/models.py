@@ -1,4 +1,5 @@
-"""`planta train`, `models`, `trials`, `promote`, `decline`, `rollback`, `reproduce`."""
+"""`planta train`, `models`, `trials`, `promote`, `decline`, `rollback`, `canary`, `shadow`,
+`stop`, `reproduce`."""
 
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def train(usecase: str = typer.Argument(..., help="Use case name."),
             console.print(f"[green]Meets the objective.[/] Registered as candidate. Next: "
                           f"planta promote {usecase} {result.version} --reason \"...\"")
         else:
-            console.print(f"[red]Does not meet the objective[/]: registered as rejected. "
+            console.print("[red]Does not meet the objective[/]: registered as rejected. "
                           "Try more data, a longer --budget, or review the objective.")
     if result.state == "rejected":
         raise typer.Exit(EXIT_REJECTED)
@@ -168,6 +169,7 @@ def _move(usecase: str, version: int | None, action: str, reason: str, exception
             moved = ws.registry.move(usecase, version, to_state, action=action, actor=ws.actor,
                                      role=CLI_ROLE, reason=reason, exception=exception,
                                      four_eyes=ws.project.settings.four_eyes)
+        canary_now = ws.registry.aliases(usecase).get("canary")
     finally:
         ws.close()
     if as_json:
@@ -175,6 +177,13 @@ def _move(usecase: str, version: int | None, action: str, reason: str, exception
         return
     console.print(f"{usecase}: version {moved.version} is now [bold]{moved.to_state}[/] "
                   f"({action} by {moved.actor}: {reason}).")
+    if moved.to_state == "production":
+        rest = ("every request" if canary_now is None else
+                f"every request but canary version {canary_now}'s share")
+        console.print(f"Live traffic: version {moved.version} answers {rest} (a running "
+                      "`planta serve` switches within a second, no restart)."
+                      + (f" Undo: planta rollback {usecase} --reason \"...\"."
+                         if action == "promote" else ""))
 
 
 @handle_errors
@@ -203,13 +212,137 @@ def rollback(usecase: str = typer.Argument(...),
     _move(usecase, None, "rollback", reason, False, as_json, "production")
 
 
+def _percent(share: float) -> str:
+    return f"{share * 100:.3g} %"
+
+
+def _live_move(usecase: str, version: int, action: str, reason: str, as_json: bool,
+               share: float | None = None) -> None:
+    """canary / shadow / stop: move, then say in plain words what live traffic does now."""
+    from planta.services.workspace import Workspace
+
+    ws = Workspace.open()
+    try:
+        registry = ws.registry
+        before = registry.get_model(usecase, version)
+        entity = ws.project.usecase(usecase).entity
+        actor = ws.actor
+        moved = None
+        old_share = None
+        if action == "canary" and before.state == "canary":
+            # Already the canary: only its share changes (ramp up or down).
+            old_share = registry.set_canary_share(usecase, share if share is not None else
+                                                  registry.canary_share(usecase) or 0.1,
+                                                  actor=actor, reason=reason,
+                                                  four_eyes=ws.project.settings.four_eyes)
+        elif action == "canary":
+            moved = registry.canary(usecase, version, actor=ws.actor, role=CLI_ROLE,
+                                    reason=reason, share=share,
+                                    four_eyes=ws.project.settings.four_eyes)
+        elif action == "shadow":
+            moved = registry.shadow(usecase, version, actor=ws.actor, role=CLI_ROLE,
+                                    reason=reason, four_eyes=ws.project.settings.four_eyes)
+        else:
+            moved = registry.stop(usecase, version, actor=ws.actor, role=CLI_ROLE, reason=reason)
+        names = registry.aliases(usecase)
+        now_share = registry.canary_share(usecase)
+    finally:
+        ws.close()
+    production = names.get("production")
+    live = {k: names[k] for k in ("production", "canary", "shadow") if k in names}
+    if as_json:
+        out: dict[str, Any] = {"ok": True, "usecase": usecase, "version": version,
+                               "state": "canary" if moved is None else moved.to_state,
+                               "live": live, "canary_share": now_share}
+        if moved is not None:
+            out["transition"] = moved.to_dict()
+        if old_share is not None:
+            out["previous_share"] = old_share
+        print_json(out)
+        return
+    prod = f"version {production} (production)" if production is not None else None
+    if action == "canary":
+        assert now_share is not None
+        pick = (f"chosen per {entity!r}, so one machine always meets the same version"
+                if entity else "chosen at random per request")
+        if moved is None and old_share == now_share:
+            console.print(f"{usecase}: version {version} is the canary already, at "
+                          f"{_percent(now_share)}; nothing changed.")
+        elif moved is None:
+            console.print(f"{usecase}: canary version {version} now answers "
+                          f"[bold]{_percent(now_share)}[/] of live requests (was "
+                          f"{_percent(old_share or 0.0)}; {actor}: {reason}).")
+        else:
+            console.print(f"{usecase}: version {version} is now the [bold]canary[/] "
+                          f"(canary by {moved.actor}: {reason}).")
+        if prod is None:
+            console.print(f"Live traffic: there is no production version, so version {version} "
+                          "answers every request.")
+        else:
+            console.print(f"Live traffic: version {version} answers about "
+                          f"{_percent(now_share)} of requests ({pick}); {prod} answers the "
+                          "rest. Every answer names the version that gave it.")
+        console.print(f"Undo: planta stop {usecase} {version} --reason \"...\" (back to "
+                      f"candidate; {prod or 'nothing'} answers everything again). Go all the "
+                      f"way: planta promote {usecase} {version} --reason \"...\".")
+    elif action == "shadow":
+        assert moved is not None
+        console.print(f"{usecase}: version {version} is now in [bold]shadow[/] "
+                      f"(shadow by {moved.actor}: {reason}).")
+        if prod is None:
+            console.print(f"Live traffic: there is no production version, so nothing is "
+                          f"answered and version {version} scores nothing yet.")
+        else:
+            console.print(f"Live traffic: {prod} still answers every request; version "
+                          f"{version} also scores each one afterwards, and its answers are "
+                          "only logged (route \"shadow\"), never returned. Compare them with "
+                          f"planta predictions {usecase} --version {version}.")
+        console.print(f"Undo: planta stop {usecase} {version} --reason \"...\". Go all the "
+                      f"way: planta promote {usecase} {version} --reason \"...\".")
+    else:
+        assert moved is not None
+        console.print(f"{usecase}: version {version} is off live traffic and a "
+                      f"[bold]candidate[/] again (stop by {moved.actor}: {reason}).")
+        console.print("Live traffic: " + (f"{prod} answers every request." if prod else
+                                          "there is no production version."))
+        console.print(f"Undo: planta {moved.from_state} {usecase} {version} "
+                      + ("--share 0.1 " if moved.from_state == "canary" else "")
+                      + "--reason \"...\".")
+
+
+@handle_errors
+def canary(usecase: str = typer.Argument(...), version: int = typer.Argument(...),
+           share: float = typer.Option(None, "--share", help="Share of live requests the "
+                                       "canary answers, between 0 and 1 (default 0.1). On the "
+                                       "version that is the canary already, changes it."),
+           reason: str = typer.Option(..., help="Why (kept in the audit trail)."),
+           as_json: bool = JSON_OPTION) -> None:
+    """Let a candidate answer a small share of live requests; production answers the rest."""
+    _live_move(usecase, version, "canary", reason, as_json, share)
+
+
+@handle_errors
+def shadow(usecase: str = typer.Argument(...), version: int = typer.Argument(...),
+           reason: str = typer.Option(..., help="Why (kept in the audit trail)."),
+           as_json: bool = JSON_OPTION) -> None:
+    """Score a candidate beside production on live requests: logged, never answered with."""
+    _live_move(usecase, version, "shadow", reason, as_json)
+
+
+@handle_errors
+def stop(usecase: str = typer.Argument(...), version: int = typer.Argument(...),
+         reason: str = typer.Option(..., help="Why (kept in the audit trail)."),
+         as_json: bool = JSON_OPTION) -> None:
+    """Take a canary or shadow version off live traffic (it is a candidate again)."""
+    _live_move(usecase, version, "stop", reason, as_json)
+
+
 @handle_errors
 def reproduce(usecase: str = typer.Argument(...), version: int = typer.Argument(...),
               tolerance: float = typer.Option(0.02, help="Largest accepted metric difference."),
               as_json: bool = JSON_OPTION) -> None:
     """Retrain a version from its recorded lineage and say whether the metrics match."""
     from planta.services.reproduce import reproduce as run
-
     from planta.services.workspace import Workspace
 
     ws = Workspace.open()

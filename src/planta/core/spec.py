@@ -220,6 +220,10 @@ class UseCase:
     max_latency_ms: float | None = None
     max_bundle_mb: float | None = None
     positive_label: str | None = None
+    # Prediction log retention for this use case; None falls back to the project's
+    # [serve] log_retention_days. Rows count predictions (records), not requests.
+    retention_days: int | None = None
+    retention_rows: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -228,7 +232,7 @@ class UseCase:
         if self.objective.gate_on != "lower_bound":
             out["gate_on"] = self.objective.gate_on
         for key in ("entity", "time", "rows_per_day", "max_latency_ms", "max_bundle_mb",
-                    "positive_label"):
+                    "positive_label", "retention_days", "retention_rows"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
@@ -253,7 +257,8 @@ class UseCase:
             raise ConfigError(f"Use case {name!r} has no target column.",
                               hint="Add target = \"<column>\" to its section in planta.toml.")
         known = {"task", "target", "objective", "gate_on", "entity", "time", "include", "exclude",
-                 "keep", "rows_per_day", "max_latency_ms", "max_bundle_mb", "positive_label"}
+                 "keep", "rows_per_day", "max_latency_ms", "max_bundle_mb", "positive_label",
+                 "retention_days", "retention_rows"}
         objective = parse_objective(str(data.get("objective", "")), task,
                                     gate_on=str(data.get("gate_on", "lower_bound")))
         if any(c.metric == "false_alarms_per_day" for c in objective.clauses) and not (
@@ -270,6 +275,8 @@ class UseCase:
             max_bundle_mb=_opt_float(data.get("max_bundle_mb")),
             positive_label=(str(data["positive_label"]) if data.get("positive_label") is not None
                             else None),
+            retention_days=_opt_count(name, "retention_days", data.get("retention_days")),
+            retention_rows=_opt_count(name, "retention_rows", data.get("retention_rows")),
             extra={k: v for k, v in data.items() if k not in known},
         )
 
@@ -278,5 +285,19 @@ def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-__all__ = ["Clause", "Cost", "METRICS", "Objective", "THRESHOLD_METRICS", "Task", "UseCase",
+def _opt_count(name: str, key: str, value: Any) -> int | None:
+    """A positive whole number from planta.toml, or None.
+
+    >>> _opt_count("failure", "retention_days", 90), _opt_count("failure", "retention_rows", None)
+    (90, None)
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"Use case {name!r}: {key} = {value!r} is not a positive whole number.",
+                          hint=f"Write {key} = 90 (or remove it to use the project's setting).")
+    return value
+
+
+__all__ = ["METRICS", "THRESHOLD_METRICS", "Clause", "Cost", "Objective", "Task", "UseCase",
            "parse_objective"]

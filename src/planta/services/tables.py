@@ -595,6 +595,10 @@ def _csv_chunks(path: Path, rows: int, compressed: bool) -> tuple[TableFormat, I
             parse_options=_parse_options(delimiter, '"' in sample),
             convert_options=_convert_options(decimal, {n: pa.string() for n in names}))
         first = _next_batch(reader, path, compressed, fmt, len(names))
+    except pa.ArrowInvalid as exc:
+        # open_csv parses the first block itself: a ragged line in it fails here.
+        stream.close()
+        raise _stream_error(exc, path, compressed, fmt, len(names)) from None
     except BaseException:
         stream.close()
         raise
@@ -666,13 +670,18 @@ def _next_batch(reader: pa_csv.CSVStreamingReader, path: Path, compressed: bool,
     except StopIteration:
         return None
     except pa.ArrowInvalid as exc:
-        if "Expected" in str(exc) and "columns" in str(exc):
-            with _open_bytes(path, compressed) as fh:
-                lines = io.TextIOWrapper(fh, encoding=fmt.encoding, newline="")
-                error = _ragged_line(path.name, lines, fmt.delimiter, width)
-            raise error from None
-        raise FileFormatError(f"{path.name}: cannot read the file as a table ({exc}).",
-                              hint="Open it in a spreadsheet and save it again as CSV.") from None
+        raise _stream_error(exc, path, compressed, fmt, width) from None
+
+
+def _stream_error(exc: pa.ArrowInvalid, path: Path, compressed: bool, fmt: TableFormat,
+                  width: int) -> FileFormatError:
+    """pyarrow's parse error as a planta error: a ragged line by its number, else the cause."""
+    if "Expected" in str(exc) and "columns" in str(exc):
+        with _open_bytes(path, compressed) as fh:
+            lines = io.TextIOWrapper(fh, encoding=fmt.encoding, newline="")
+            return _ragged_line(path.name, lines, fmt.delimiter, width)
+    return FileFormatError(f"{path.name}: cannot read the file as a table ({exc}).",
+                           hint="Open it in a spreadsheet and save it again as CSV.")
 
 
 def _rebatch(first: pa.RecordBatch, reader: pa_csv.CSVStreamingReader, stream: IO[bytes],

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from planta.core.features import parallel_map, search_steps
+from planta.core.holdout import holdout_detail
 from planta.core.metrics import (
     Estimate,
     Gate,
@@ -274,6 +275,8 @@ def train(usecase: UseCase, frame: pd.DataFrame, contract: Contract, *, budget_s
         "threshold_choice": None if threshold_choice is None else threshold_choice.to_dict(),
         "objective": usecase.objective.text, "gate_on": usecase.objective.gate_on,
         "holdout": {k: v.to_dict() for k, v in metrics.items()},
+        # Counts for the model page: confusion matrix, threshold table, residual summary.
+        "holdout_detail": holdout_detail(task.value, y_hold, evaluated, threshold, classes),
         "holdout_days": hold_days, "cv": cv, "gate": gate.to_dict(),
         "n_train": len(train_pos), "n_holdout": len(hold_pos),
         "estimator": estimator, "params": params, "feature_search": search.to_dict(),

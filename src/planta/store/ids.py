@@ -1,7 +1,7 @@
 """Sortable ids (ULID): 48 bits of milliseconds, then 80 random bits, as 26 Crockford base32
 characters. Ids from one process are strictly increasing, and a batch of ``n`` predictions gets
 ``n`` consecutive ids, so the prediction log stores a request as one row holding the first and
-the last id (see :mod:`planta.store.predlog`).
+the last id (see :mod:`planta.store.predictions`).
 
 >>> first = reserve(3)
 >>> ids = id_range(first, 3)

@@ -280,7 +280,7 @@ audit_events = Table(
 
 # The prediction log. One row per answered request (or job chunk) and model version: the
 # records' prediction ids are consecutive ULIDs from ``id`` to ``last_id``, so logging a
-# 1,000-record request is one insert, not 1,000 (see planta.store.predlog).
+# 1,000-record request is one insert, not 1,000 (see planta.store.predictions).
 predictions = Table(
     "predictions", metadata,
     Column("id", String(26), primary_key=True),

@@ -2,7 +2,7 @@
 
     add_dataset_version ─► DatasetVersion      idempotent on the content hash
     register_model      ─► ModelVersion        candidate (gate passed) or rejected; trials kept
-    move / promote / decline / rollback ─► Transition
+    move / promote / decline / rollback / canary / shadow / stop ─► Transition
                              checked by planta.core.lifecycle (the only place rules live);
                              state, aliases, transition rows and audit events change together,
                              in one transaction, or not at all
@@ -13,6 +13,15 @@ Aliases of a use case:
 * ``production``  the version in production (at most one)
 * ``previous``    where ``rollback`` goes: the version production replaced
 * ``candidate``   the newest version waiting for approval (state ``candidate``)
+* ``canary``      the version in state ``canary`` (at most one), with the ``share`` of live
+                  requests it answers (0 < share < 1; 0.1 unless told)
+* ``shadow``      the version in state ``shadow`` (at most one): scored beside production on
+                  live requests, logged, never answered with
+
+``canary`` and ``shadow`` follow the state: set when a version moves to canary or shadow, cleared
+in the same transaction when it leaves that state (promoted, stopped back to candidate, or any
+other move). A second canary (or shadow) of the same use case is refused, naming the one there
+is and how to stop it.
 
 Rollback walks back through production history like a stack. Promoting version 3 over 2 sets
 ``previous`` to 2; rolling back puts 2 in production (3 is archived) and sets ``previous`` to
@@ -26,6 +35,7 @@ Values come back as frozen dataclasses, never as ORM rows; ids are ULIDs, times 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +46,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from ulid import ULID
 
 from planta.core.lifecycle import Action, Role, State, check_move
-from planta.errors import InputError, NotFoundError, StateError
+from planta.errors import AccessError, InputError, NotFoundError, StateError
 from planta.store.audit import AuditLog
 from planta.store.metadata import (
     Store,
@@ -50,7 +60,11 @@ from planta.store.metadata import (
 )
 from planta.store.metadata import trials as trials_table  # `trials` is also an argument name
 
-ALIASES = ("production", "candidate", "previous")
+ALIASES = ("production", "candidate", "previous", "canary", "shadow")
+#: The share of live requests a canary answers when none is given.
+DEFAULT_CANARY_SHARE = 0.1
+# The states that hold an alias of their own name, at most one version each.
+_SERVING = (State.CANARY, State.SHADOW)
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -388,7 +402,7 @@ class Registry:
     # -- lifecycle ---------------------------------------------------------------------------
     def move(self, usecase: str, version: int, to_state: State | str, *, action: Action | str,
              actor: str, role: Role | str, reason: str | None, exception: bool = False,
-             four_eyes: bool = False) -> Transition:
+             four_eyes: bool = False, share: float | None = None) -> Transition:
         """Move a model version to another state, if the lifecycle allows it.
 
         Checks the move with :func:`planta.core.lifecycle.check_move`, then, in one
@@ -396,13 +410,19 @@ class Registry:
         goes to production, sets the aliases, records the transitions and appends one audit
         event per transition.
 
+        Args:
+            share: for a move to canary, the share of live requests it answers
+                (0 < share < 1; default :data:`DEFAULT_CANARY_SHARE`). Refused otherwise.
+
         Raises:
             NotFoundError, StateError, AccessError, InputError: nothing is changed then.
+            StateError also when the use case already has a canary (or a shadow) and this
+            version would be a second one.
         """
         with self.store.write() as conn:
             return self._move(conn, usecase, int(version), to_state, action=action, actor=actor,
                               role=role, reason=reason, exception=exception,
-                              four_eyes=four_eyes)
+                              four_eyes=four_eyes, share=share)
 
     def promote(self, usecase: str, version: int, *, actor: str, role: Role | str,
                 reason: str | None, exception: bool = False,
@@ -416,6 +436,77 @@ class Registry:
         """Decline a candidate: it becomes rejected and will not go to production."""
         return self.move(usecase, version, State.REJECTED, action=Action.DECLINE, actor=actor,
                          role=role, reason=reason)
+
+    def canary(self, usecase: str, version: int, *, actor: str, role: Role | str,
+               reason: str | None, share: float | None = None,
+               four_eyes: bool = False) -> Transition:
+        """Let a candidate answer ``share`` of live requests (the rest stay on production)."""
+        return self.move(usecase, version, State.CANARY, action=Action.CANARY, actor=actor,
+                         role=role, reason=reason, four_eyes=four_eyes, share=share)
+
+    def shadow(self, usecase: str, version: int, *, actor: str, role: Role | str,
+               reason: str | None, four_eyes: bool = False) -> Transition:
+        """Score a candidate beside production on live requests, logged but never answered."""
+        return self.move(usecase, version, State.SHADOW, action=Action.SHADOW, actor=actor,
+                         role=role, reason=reason, four_eyes=four_eyes)
+
+    def stop(self, usecase: str, version: int, *, actor: str, role: Role | str,
+             reason: str | None) -> Transition:
+        """Take a canary or shadow version off live traffic: it is a candidate again."""
+        return self.move(usecase, version, State.CANDIDATE, action=Action.STOP, actor=actor,
+                         role=role, reason=reason)
+
+    def canary_share(self, usecase: str) -> float | None:
+        """The share of live requests the canary answers, or None when there is no canary."""
+        with self.store.read() as conn:
+            found = conn.execute(select(aliases.c.share).where(
+                aliases.c.usecase == usecase, aliases.c.alias == "canary")).first()
+        if found is None:
+            return None
+        return DEFAULT_CANARY_SHARE if found.share is None else float(found.share)
+
+    def set_canary_share(self, usecase: str, share: float, *, actor: str,
+                         reason: str | None = None, four_eyes: bool = False) -> float:
+        """Change the share of live requests the canary of ``usecase`` answers.
+
+        Audited (``canary_share``, old and new share) in the same transaction; setting the
+        share it already has changes and records nothing. With ``four_eyes``, the person who
+        trained the canary may lower its share but not raise it (as for the canary move).
+
+        Returns:
+            The share the canary had before.
+
+        Raises:
+            InputError: ``share`` is not a number strictly between 0 and 1.
+            StateError: no version of the use case is in canary.
+            AccessError: four-eyes forbids the trainer to raise the share.
+        """
+        value = _check_share(share)
+        with self.store.write() as conn:
+            found = conn.execute(select(aliases.c.version, aliases.c.share).where(
+                aliases.c.usecase == usecase, aliases.c.alias == "canary")).first()
+            if found is None:
+                raise StateError(f"{usecase!r} has no canary version: there is no share to "
+                                 "set.", hint=f"Put a candidate on canary with `planta canary "
+                                 f"{usecase} <version> --share {value:g} --reason '...'`.")
+            before = DEFAULT_CANARY_SHARE if found.share is None else float(found.share)
+            if found.share is not None and float(found.share) == value:
+                return before
+            if four_eyes and value > before and actor == _model_row(
+                    conn, usecase, int(found.version)).trained_by:
+                raise AccessError(f"{actor} trained version {found.version} of {usecase!r} and "
+                                  "four-eyes approval is on: someone else must raise its "
+                                  "canary share.", hint="Ask another approver (lowering the "
+                                  "share is allowed).")
+            conn.execute(update(aliases).where(
+                aliases.c.usecase == usecase, aliases.c.alias == "canary")
+                .values(share=value, set_by=actor, set_at=utc_now()))
+            payload: dict[str, Any] = {"from": before, "to": value}
+            if reason is not None and reason.strip():
+                payload["reason"] = reason.strip()
+            self.audit.append("canary_share", _subject(usecase, int(found.version)), actor,
+                              payload, connection=conn)
+            return before
 
     def rollback(self, usecase: str, *, actor: str, role: Role | str,
                  reason: str | None) -> Transition:
@@ -445,12 +536,20 @@ class Registry:
 
     def _move(self, conn: Connection, usecase: str, version: int, to_state: State | str, *,
               action: Action | str, actor: str, role: Role | str, reason: str | None,
-              exception: bool = False, four_eyes: bool = False) -> Transition:
+              exception: bool = False, four_eyes: bool = False,
+              share: float | None = None) -> Transition:
         row = _model_row(conn, usecase, version)
         move = check_move(row.state, to_state, action=action, role=role, actor=actor,
                           trained_by=row.trained_by, four_eyes=four_eyes, reason=reason,
                           exception=exception, usecase=usecase, version=version,
                           gate_reasons=[str(r) for r in (row.gate or {}).get("reasons") or []])
+        if move.to_state is State.CANARY:
+            share = DEFAULT_CANARY_SHARE if share is None else _check_share(share)
+        elif share is not None:
+            raise InputError(f"A share is only for a move to canary, not to "
+                             f"{move.to_state.value}.", hint="Leave the share out.")
+        if move.to_state in _SERVING:
+            _refuse_a_second(conn, usecase, version, move.to_state)
         at = utc_now()
         names = _aliases(conn, usecase)
         previous = names.get("previous")
@@ -467,12 +566,15 @@ class Registry:
         main = _record(conn, usecase, version, row.state, move.to_state.value,
                        move.action.value, actor, move.role.value, move.reason, move.exception,
                        previous, at, str(first_id))
-        self.audit.append(move.action.value, _subject(usecase, version), actor,
-                          {"from": row.state, "to": move.to_state.value,
-                           "reason": move.reason, "role": move.role.value,
-                           "exception": move.exception, "replaced": (
-                               replaced if move.to_state is State.PRODUCTION else None),
-                           "previous": previous, "transition": main.id}, connection=conn)
+        details: dict[str, Any] = {
+            "from": row.state, "to": move.to_state.value, "reason": move.reason,
+            "role": move.role.value, "exception": move.exception,
+            "replaced": replaced if move.to_state is State.PRODUCTION else None,
+            "previous": previous, "transition": main.id}
+        if move.to_state is State.CANARY:
+            details["share"] = share
+        self.audit.append(move.action.value, _subject(usecase, version), actor, details,
+                          connection=conn)
         if move.to_state is State.PRODUCTION:
             if replaced is not None:
                 archive = check_move(State.PRODUCTION, State.ARCHIVED, action=Action.ARCHIVE,
@@ -496,6 +598,7 @@ class Registry:
             _set_alias(conn, usecase, "production", version, actor, at)
             _set_alias(conn, usecase, "previous", previous, actor, at)
         _refresh_candidate(conn, usecase, actor, at)
+        _refresh_serving(conn, usecase, actor, at, share)
         return main
 
     def list_transitions(self, usecase: str, version: int | None = None) -> list[Transition]:
@@ -570,6 +673,9 @@ def _alias_hint(usecase: str, alias: str) -> str:
         return f"Promote a version with `planta promote {usecase} <version> --reason '...'`."
     if alias == "candidate":
         return f"Train one with `planta train {usecase}`."
+    if alias in ("canary", "shadow"):
+        return (f"Put a candidate on {alias} with `planta {alias} {usecase} <version> "
+                "--reason '...'`.")
     return "It is set when a version replaces another in production."
 
 
@@ -602,11 +708,50 @@ def _alias_names(conn: Connection, usecase: str) -> dict[int, tuple[str, ...]]:
 
 
 def _set_alias(conn: Connection, usecase: str, alias: str, version: int | None, actor: str,
-               at: datetime) -> None:
+               at: datetime, share: float | None = None) -> None:
     conn.execute(delete(aliases).where(aliases.c.usecase == usecase, aliases.c.alias == alias))
     if version is not None:
         conn.execute(insert(aliases).values(usecase=usecase, alias=alias, version=version,
-                                            set_by=actor, set_at=at))
+                                            set_by=actor, set_at=at, share=share))
+
+
+def _check_share(share: Any) -> float:
+    """A canary share: a number strictly between 0 and 1."""
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or \
+            not math.isfinite(share) or not 0 < share < 1:
+        raise InputError(f"A canary share must be a number between 0 and 1, not {share!r}.",
+                         hint="0.1 sends one live request in ten to the canary.")
+    return float(share)
+
+
+def _refuse_a_second(conn: Connection, usecase: str, version: int, state: State) -> None:
+    """At most one canary and one shadow per use case: name the one there is, and the way out."""
+    current = conn.scalar(select(func.min(model_versions.c.version)).where(
+        model_versions.c.usecase == usecase, model_versions.c.state == state.value,
+        model_versions.c.version != version))
+    if current is None:
+        return
+    what = ("answers a share of live requests" if state is State.CANARY else
+            "is scored beside production")
+    raise StateError(f"Version {current} of {usecase!r} is already the {state.value} (it "
+                     f"{what}); a use case has one {state.value} at a time, so version "
+                     f"{version} cannot be {state.value} too.",
+                     hint=f"Stop it first with `planta stop {usecase} {current} --reason '...'` "
+                     f"(or promote it with `planta promote {usecase} {current} --reason "
+                     "'...'`).")
+
+
+def _refresh_serving(conn: Connection, usecase: str, actor: str, at: datetime,
+                     share: float | None) -> None:
+    """``canary`` and ``shadow`` name the version in that state, or nothing. A new canary
+    alias gets ``share``; one that still names the same version keeps its share."""
+    now = _aliases(conn, usecase)
+    for state in _SERVING:
+        holder = conn.scalar(select(func.min(model_versions.c.version)).where(
+            model_versions.c.usecase == usecase, model_versions.c.state == state.value))
+        if now.get(state.value) != holder:
+            _set_alias(conn, usecase, state.value, holder, actor, at,
+                       share if state is State.CANARY and holder is not None else None)
 
 
 def _refresh_candidate(conn: Connection, usecase: str, actor: str, at: datetime) -> None:
@@ -669,5 +814,5 @@ def _transition(row: Any) -> Transition:
     return Transition(**row._asdict())
 
 
-__all__ = ["ALIASES", "Batch", "DatasetVersion", "ModelVersion", "Registry", "Transition",
+__all__ = ["ALIASES", "DEFAULT_CANARY_SHARE", "Batch", "DatasetVersion", "ModelVersion", "Registry", "Transition",
            "Trial"]

@@ -1,0 +1,166 @@
+"""Reading request bodies safely: content type, JSON that is strict and bounded.
+
+orjson is strict RFC 8259: it refuses NaN and Infinity, invalid UTF-8 and lone surrogates, and
+nesting deeper than 1,024 levels (planta refuses more than 64: :data:`MAX_DEPTH`); the guard has
+already capped the size. orjson reads an integer beyond 64 bits as a float, silently rounded:
+such a body (rare: it needs a run of 19 digits) is read again to find it and refused. Each
+refusal becomes a 4xx naming the rule, never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from planta.server.errors import HTTPProblem
+
+JSON_TYPES = ("application/json", "application/octet-stream")
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+# No planta request nests more than a few levels. orjson stops at 1,024, but a body nested ~900
+# levels deep, valid for orjson, would make Python code that walks it (json.dumps, repr) hit the
+# interpreter's recursion limit: a 500. So bodies are refused well before that.
+MAX_DEPTH = 64
+
+
+def content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def parse_json(raw: bytes) -> Any:
+    """``raw`` as JSON, or a 400 naming what is wrong with it."""
+    if not raw:
+        raise HTTPProblem(400, "The request body is empty; send a JSON object.",
+                          rule="empty_body")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        reason = str(exc).split(":", 1)[0]
+        if "recursion" in str(exc).lower():
+            reason = "it is nested too deeply"
+        raise _malformed(reason) from None
+    if _LONG_DIGITS.search(raw):
+        _refuse_wide_integers(raw)
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and not _shallow(doc, MAX_DEPTH):
+        raise _malformed(f"it is nested more than {MAX_DEPTH} levels deep")
+    return doc
+
+
+def _shallow(doc: Any, limit: int) -> bool:
+    """Whether ``doc`` nests at most ``limit`` levels; level by level, without recursion."""
+    level, depth = [doc], 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return False
+        level = [child for node in level
+                 for child in (node.values() if type(node) is dict else node)
+                 if type(child) is dict or type(child) is list]
+    return True
+
+
+def _malformed(reason: str) -> HTTPProblem:
+    return HTTPProblem(400, f"The request body is not valid JSON ({reason}).",
+                       rule="malformed_json",
+                       hint="Send standard JSON: no NaN or Infinity (use null), integers "
+                            "within 64 bits, UTF-8 text.")
+
+
+def _refuse_wide_integers(raw: bytes) -> None:
+    """A 400 if a number (not a string) in ``raw``, already valid JSON, is an integer beyond
+    64 bits."""
+    def check(text: str) -> int:
+        value = int(text)
+        if not _INT_MIN <= value <= _INT_MAX:
+            shown = text if len(text) <= 24 else f"{text[:24]}…"
+            raise _malformed(f"the integer {shown} is beyond 64 bits")
+        return value
+
+    try:
+        json.loads(raw, parse_int=check)
+    except RecursionError:
+        raise _malformed("it is nested too deeply") from None
+    except ValueError:  # pragma: no cover - orjson read it (and refuses numbers past 1e308)
+        raise _malformed("unreadable") from None
+
+
+async def read_json(request: Request, *, types: tuple[str, ...] = ("application/json",)
+                    ) -> Any:
+    """The body of a JSON request (415 for another content type)."""
+    kind = content_type(request)
+    if kind not in types:
+        raise HTTPProblem(415, f"The content type {kind or '(none)'!r} is not accepted here; "
+                          "send application/json.", rule="unsupported_media_type",
+                          hint="Set the header Content-Type: application/json.")
+    return parse_json(await request.body())
+
+
+def records_of(doc: Any, *, max_records: int) -> list[Any]:
+    """The ``records`` list of a predict request."""
+    if not isinstance(doc, dict) or "records" not in doc:
+        raise HTTPProblem(422, 'The body must be a JSON object with a "records" list: '
+                          '{"records": [{"field": value, ...}]}.', rule="records_missing")
+    records = doc["records"]
+    if not isinstance(records, list):
+        raise HTTPProblem(422, '"records" must be a list of objects.', rule="records_not_list")
+    if not records:
+        raise HTTPProblem(422, "The batch is empty: send at least one record.",
+                          rule="empty_batch")
+    if len(records) > max_records:
+        raise HTTPProblem(413, f"The batch has {len(records):,} records; the limit is "
+                          f"{max_records:,} per request.", rule="batch_too_large",
+                          hint="Split it, or upload a file as a batch job "
+                               "(POST /v1/usecases/{name}/jobs).")
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise HTTPProblem(422, f"Record {i} is not an object of field names and values.",
+                              rule="type", violations=[{"record": i, "field": None,
+                                                        "rule": "type", "value": None,
+                                                        "message": f"Record {i} is not an "
+                                                                   "object."}])
+    return records
+
+
+def flag(request: Request, name: str) -> bool:
+    value = request.query_params.get(name)
+    if value is None:
+        return False
+    low = value.lower()
+    if low in ("", "1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise HTTPProblem(400, f"Query parameter {name}={value!r} is not true or false.",
+                      rule="bad_parameter")
+
+
+def choice(request: Request, name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = request.query_params.get(name, default)
+    if value not in allowed:
+        raise HTTPProblem(400, f"Query parameter {name}={value!r} is not one of "
+                          f"{', '.join(allowed)}.", rule="bad_parameter")
+    return value
+
+
+def integer(request: Request, name: str, default: int | None, *, low: int = 0,
+            high: int = 1_000_000) -> int | None:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise HTTPProblem(400, f"Query parameter {name}={value!r} is not a whole number.",
+                          rule="bad_parameter") from None
+    if not low <= number <= high:
+        raise HTTPProblem(400, f"Query parameter {name}={number} is outside {low}–{high}.",
+                          rule="bad_parameter")
+    return number
+
+
+__all__ = ["choice", "content_type", "flag", "integer", "parse_json", "read_json",
+           "records_of"]

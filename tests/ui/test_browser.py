@@ -1,0 +1,109 @@
+"""The UI in a real browser: Playwright driving Debian's Chromium (headless, --no-sandbox).
+
+Playwright's own browser download cannot work here, so the test launches the system's
+``chromium`` (``apt-get install -y chromium``; scripts/test.sh installs it) through
+``executable_path``, and skips with that instruction when it is missing.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import GOOD_RECORD, Server
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed: apt-get install -y chromium")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="pip install 'planta[test]' (playwright)")
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                      args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def test_score_a_record_from_the_home_page(browser: Any, server: Server) -> None:
+    page = browser.new_page()
+    failed: list[str] = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.on("console", lambda msg: failed.append(msg.text) if msg.type == "error" else None)
+    page.goto(f"{server.url}/ui")
+    assert page.title() == "Use cases · planta"
+    page.get_by_role("link", name="Score a record").first.click()
+    page.wait_for_url(re.compile(r"/ui/usecases/failure/score$"))
+    page.select_option("#f-type", GOOD_RECORD["type"])
+    for name, value in GOOD_RECORD.items():
+        if name != "type":
+            page.fill(f"#f-{name}", str(value))
+    page.get_by_role("button", name="Predict").click()
+    result = page.locator("#result")
+    result.wait_for()
+    text = result.inner_text()
+    assert re.search(r"Machine failure: (yes|no) · risk \d+ %", text), text
+    assert "→" in text and "Logged as prediction" in text
+    # The stylesheet applied (served by planta, not a CDN) and nothing failed to load.
+    assert page.eval_on_selector("header.bar", "e => getComputedStyle(e).display") == "flex"
+    assert failed == []
+    page.close()
+
+
+def test_the_browser_stops_a_value_outside_the_contract(browser: Any, server: Server) -> None:
+    page = browser.new_page()
+    page.goto(f"{server.url}/ui/usecases/failure/score?lang=es")
+    page.select_option("#f-type", "L")
+    for name, value in GOOD_RECORD.items():
+        if name != "type":
+            page.fill(f"#f-{name}", str(value))
+    page.fill("#f-torque_nm", "900")  # above the contract's max: the input's max says so
+    assert page.eval_on_selector("#f-torque_nm", "e => e.validity.rangeOverflow") is True
+    page.get_by_role("button", name="Predecir").click()
+    assert page.locator("#result").count() == 0  # not sent
+    page.close()
+
+
+def test_wizard_from_upload_to_a_trained_model(browser: Any, project_copy: Any,
+                                               start_server: Any, tmp_path: Any) -> None:
+    """Upload → target (suggested) → objective → report → training followed by wizard.js
+    (polls the JSON, reloads when done) → the model page."""
+    import pandas as pd
+
+    from planta.services.demo import demo_data
+
+    csv = tmp_path / "ai4i.csv"
+    pd.read_csv(demo_data()).iloc[:1500].to_csv(csv, index=False)
+    srv = start_server(project_copy)
+    page = browser.new_page()
+    failed: list[str] = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.on("console", lambda msg: failed.append(msg.text) if msg.type == "error" else None)
+    page.goto(f"{srv.url}/ui")
+    page.get_by_role("link", name="New use case").click()
+    page.set_input_files("#w-file", str(csv))
+    page.get_by_role("button", name="Upload and preview").click()
+    page.locator("#suggestions").get_by_role("link", name="Machine failure").click()
+    assert page.locator("#w-task").input_value() == "binary"
+    page.fill("#w-name", "wizfail")
+    page.fill("#w-recall", "80")
+    page.fill("#w-precision", "50")
+    page.get_by_role("button", name="Create the use case").click()
+    page.wait_for_url(re.compile(r"/ui/usecases/wizfail/data$"))
+    leakage = page.locator("#leakage").inner_text()
+    assert "UDI:" in leakage and "Product ID:" in leakage and "TWF:" in leakage
+    page.fill("#w-budget", "2")
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_url(re.compile(r"/ui/usecases/wizfail/training/[0-9a-f]{16}$"))
+    page.locator("#t-model").wait_for(timeout=60_000)  # only there after the JS reload
+    assert page.locator("#t-trials li").count() > 0
+    page.locator("#t-model").click()
+    page.wait_for_url(re.compile(r"/ui/usecases/wizfail\?version=\d+$"))
+    assert failed == []
+    page.close()
