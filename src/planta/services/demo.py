@@ -112,7 +112,8 @@ def run_demo(folder: Path | None = None, *, budget_s: float = 30.0,
         step("audit", f"Audit trail intact: {check.count} events, head {check.head[:16]}…",
              ok=check.ok, head=check.head)
         step("next", f"Look around: cd {run.project} && planta models failure && "
-             "planta audit log. Data: " + ATTRIBUTION)
+             "planta audit log; or run `planta serve` there and open "
+             "http://127.0.0.1:8000/ui in a browser. Data: " + ATTRIBUTION)
     finally:
         ws.close()
     return run
