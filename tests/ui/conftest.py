@@ -8,8 +8,13 @@ fixtures are re-exported here: one definition of a served project and a running 
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 _PATH = Path(__file__).resolve().parents[1] / "server" / "conftest.py"
 _spec = importlib.util.spec_from_file_location("planta_tests_server_conftest", _PATH)
@@ -26,3 +31,20 @@ served_project = _server.served_project
 project_copy = _server.project_copy
 start_server = _server.start_server
 server = _server.server
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (its own browser download needs the internet)."""
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed: apt-get install -y chromium")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="pip install 'planta[test]' (playwright)")
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                      args=["--no-sandbox"])
+        yield chromium
+        chromium.close()

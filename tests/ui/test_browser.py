@@ -8,27 +8,9 @@ Playwright's own browser download cannot work here, so the test launches the sys
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from conftest import GOOD_RECORD, Server
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed: apt-get install -y chromium")
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="pip install 'planta[test]' (playwright)")
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                      args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 def test_score_a_record_from_the_home_page(browser: Any, server: Server) -> None:

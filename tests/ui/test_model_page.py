@@ -9,8 +9,7 @@ from __future__ import annotations
 import html
 import json
 import re
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -286,20 +285,6 @@ def test_roles_and_four_eyes_hold_on_the_version_page(
     assert _state(with_candidate, 3) == "rejected"
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed: apt-get install -y chromium")
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="pip install 'planta[test]' (playwright)")
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                      args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 def test_slider_moves_in_a_real_browser(browser: Any, server: Server) -> None:
