@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -428,7 +428,9 @@ def _to_text(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not blanks:
             return column.copy(), np.zeros(column.shape[0], dtype=bool)
         missing = np.fromiter((v in blanks for v in column), dtype=bool, count=column.shape[0])
-        return np.where(missing, None, column), missing
+        out = column.copy()
+        out[missing] = None
+        return out, missing
     out = np.empty(column.shape[0], dtype=object)
     missing = np.zeros(column.shape[0], dtype=bool)
     for i, value in enumerate(column):
@@ -817,7 +819,8 @@ def validate_records(contract: Contract, records: Sequence[Mapping[str, Any]], *
     absent: dict[str, np.ndarray] = {}
     first = records[0]
     if (type(first) is dict and set(map(type, records)) == {dict}
-            and all(map(first.keys().__eq__, map(dict.keys, records)))):
+            and all(map(first.keys().__eq__,
+                        map(dict.keys, cast("Sequence[dict[str, Any]]", records))))):
         # JSON objects that all have the same keys (the usual case): no per-record Python
         # loop at all, each column gathered in one C-level pass.
         for k in first:
