@@ -286,7 +286,7 @@ class _Writer(threading.Thread):
             self.pipeline.fail("write", exc)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _InFlight:
     """A chunk whose predictions the pool is computing."""
 
@@ -336,6 +336,8 @@ def _load_model(ws: Workspace, usecase: str, version: str | int, threads: int) -
 
 @dataclass
 class _Counts:
+    """Rows scored so far, accepted, and rejected by rule (kept by the main thread only)."""
+
     n_rows: int = 0
     n_ok: int = 0
     rejected_by_rule: dict[str, int] = field(default_factory=dict)
@@ -344,8 +346,9 @@ class _Counts:
 class _Run:
     """One pipelined scoring run: reader and writer threads, the predict pool, the main loop.
 
-    :meth:`execute` returns the counts and the input's SHA-256 once the output is in place;
-    on any failure it stops every stage, removes the partial output and raises.
+    :meth:`execute` returns the model it loaded, the counts and the input's SHA-256 once the
+    output is in place; on any failure it stops every stage, removes the partial output and
+    raises.
     """
 
     def __init__(self, source: Path, output: Path, chunks: Iterator[Chunk], writer: TableWriter,
