@@ -24,6 +24,7 @@ from planta.core.lifecycle import Action, Role, State
 from planta.errors import ContractError, InputError, PlantaError
 from planta.server.errors import status_of
 from planta.server.guard import require
+from planta.services.predict import Scorer
 from planta.ui.pages import model_context, score_fields, usecase_name
 from planta.ui.pages import score as score_context
 from planta.ui.view import View
@@ -121,6 +122,15 @@ def _record(fields: list[Any], form: Mapping[str, str]) -> dict[str, Any]:
     return record
 
 
+def live_scorer(view: View, name: str) -> Scorer:
+    """The version that answers live traffic (production, else the canary): the score page and
+    the what-if show its contract. Callers check ``score_context(...)["live"]`` first."""
+    route = view.rt.hub.route(name)
+    scorer = route.production or route.canary
+    assert scorer is not None  # the score context's "live" says so
+    return scorer
+
+
 async def score(view: View, name: str) -> Response:
     """Score the form's record with the live model and show the prediction with its reasons."""
     principal = require(view.request.scope["state"], Role.OPERATOR, "scoring")
@@ -128,9 +138,7 @@ async def score(view: View, name: str) -> Response:
     if not ctx["live"]:
         return view.render("score.html", ctx, status=409)
     form = await _form(view.request)
-    route = view.rt.hub.route(name)
-    scorer = route.production or route.canary
-    assert scorer is not None  # ctx["live"] says so
+    scorer = live_scorer(view, name)
     fields = list(scorer.contract.inputs)
     labels = {f.name: f for f in fields}
     record = _record(fields, form)

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from planta.core.lifecycle import Role
 from planta.errors import ContractError
 from planta.server.guard import require
-from planta.ui.actions import _form, _record, _shown
+from planta.ui.actions import _form, _record, _shown, live_scorer
 from planta.ui.pages import score as score_context
 from planta.ui.pages import score_fields
 from planta.ui.view import View
@@ -61,9 +61,7 @@ async def whatif(view: View, name: str) -> Response:
     if not ctx["live"]:
         return view.render("score.html", ctx, status=409)
     form = await _form(view.request)
-    route = view.rt.hub.route(name)
-    scorer = route.production or route.canary
-    assert scorer is not None  # ctx["live"] says so
+    scorer = live_scorer(view, name)
     fields = list(scorer.contract.inputs)
     labels = {f.name: f for f in fields}
     base_form = {k[len(BASE):]: v for k, v in form.items() if k.startswith(BASE)}
