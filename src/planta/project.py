@@ -20,6 +20,8 @@ from typing import Any
 
 import tomli_w
 
+from planta.core.rules import Rule, parse_rules
+from planta.core.schedule import SchedulerConfig, scheduler_config
 from planta.core.spec import UseCase
 from planta.errors import ConfigError, NotFoundError
 from planta.settings import Settings, load_settings
@@ -90,7 +92,9 @@ class Project:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{file} is not valid TOML: {exc}.",
                               hint="Fix the line it names, or restore the file.") from exc
-        return cls(root=root, config=config, settings=load_settings(root, config, env))
+        project = cls(root=root, config=config, settings=load_settings(root, config, env))
+        project.check_monitoring()
+        return project
 
     def save(self) -> None:
         """Write planta.toml atomically (write a sibling file, then rename)."""
@@ -121,6 +125,26 @@ class Project:
                               hint="Choose another name, or pass --replace to change it.")
         table[usecase.name] = usecase.to_dict()
         self.save()
+
+    def rules(self, usecase: str) -> tuple[Rule, ...]:
+        """The monitoring rules of a use case (``[[usecases.<name>.rules]]``)."""
+        uc = self.usecase(usecase)
+        return parse_rules(uc.name, uc.extra.get("rules"), uc.objective)
+
+    def scheduler_config(self) -> SchedulerConfig:
+        """The ``[scheduler]`` table and every scheduled job."""
+        return scheduler_config(self.config)
+
+    def check_monitoring(self) -> None:
+        """Parse every rule and schedule now, so a typo stops the command that loaded
+        planta.toml (with the rule, the position and what was expected), not a job at 3 am."""
+        for name in self.usecase_names:
+            try:
+                uc = self.usecase(name)
+            except ConfigError:
+                continue  # reported, as before, by whatever uses this use case
+            parse_rules(uc.name, uc.extra.get("rules"), uc.objective)
+        self.scheduler_config()
 
     def contract_path(self, usecase: str) -> Path:
         return self.root / "contracts" / f"{usecase}.toml"

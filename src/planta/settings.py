@@ -11,6 +11,12 @@ server) and passed down; core code never reads the environment.
     lang             PLANTA_LANG           [ui] lang             en
     log_retention_days  PLANTA_LOG_RETENTION_DAYS  [serve] log_retention_days  365 (0 keeps all)
     log_durability   PLANTA_LOG_DURABILITY [serve] log_durability  full (or process)
+    signing_keys     PLANTA_SIGNING_KEYS   [signing] keys        ~/.config/planta/signing
+                     (the hub's bundle-signing keys; must be outside the project folder)
+    webhook_url      PLANTA_WEBHOOK_URL    [alerts] webhook_url  none (the webhook action needs it)
+    mqtt_url         PLANTA_MQTT_URL       [alerts] mqtt_url     none (mqtt://host:1883)
+    mqtt_topic       PLANTA_MQTT_TOPIC     [alerts] mqtt_topic   planta/{project}/alerts/{usecase}
+    scheduler        PLANTA_SCHEDULER      [scheduler] enabled   true (`planta serve` runs it)
 
 Relative paths and ``sqlite:///relative`` URLs are resolved against the project folder, so a
 project folder can be copied, moved or backed up as it is.
@@ -32,6 +38,7 @@ DEFAULT_ARTIFACTS_URL = ".planta/artifacts"
 LANGS = ("en", "es")
 DEFAULT_LOG_RETENTION_DAYS = 365
 LOG_DURABILITIES = ("full", "process")
+DEFAULT_MQTT_TOPIC = "planta/{project}/alerts/{usecase}"
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,32 @@ class Settings:
     # crash of planta (see planta.store.predictions).
     log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
     log_durability: str = "full"
+    # Folder of the hub's Ed25519 signing keys (planta.store.keys); empty: the default below.
+    signing_keys: str = ""
+    # Where alert actions go (planta.services.alerts); a rule may name its own webhook_url
+    # or mqtt_topic. The topic may use {project}, {usecase} and {rule}.
+    webhook_url: str = ""
+    mqtt_url: str = ""
+    mqtt_topic: str = DEFAULT_MQTT_TOPIC
+    # Whether `planta serve` also runs the scheduler (planta.services.scheduler).
+    scheduler: bool = True
+
+    @property
+    def resolved_signing_keys(self) -> Path:
+        """The signing-key folder: outside the project, so copies of a project never carry
+        the private key. A folder inside the project is refused."""
+        if self.signing_keys:
+            path = Path(self.signing_keys).expanduser()
+            path = path if path.is_absolute() else (self.root / path)
+        else:
+            path = Path.home() / ".config" / "planta" / "signing"
+        path = path.resolve()
+        if path == self.root.resolve() or self.root.resolve() in path.parents:
+            raise ConfigError(f"Setting signing_keys = {str(path)!r} is inside the project "
+                              "folder, which gets copied and backed up with the data.",
+                              hint="Put the signing keys outside it, e.g. "
+                                   "~/.config/planta/signing (PLANTA_SIGNING_KEYS).")
+        return path
 
     @property
     def resolved_store_url(self) -> str:
@@ -137,8 +170,34 @@ def load_settings(root: Path, toml: Mapping[str, Any], env: Mapping[str, str] | 
             env.get("PLANTA_LOG_RETENTION_DAYS",
                     serve.get("log_retention_days", DEFAULT_LOG_RETENTION_DAYS))),
         log_durability=durability,
+        signing_keys=str(env.get("PLANTA_SIGNING_KEYS")
+                         or (toml.get("signing", {}) or {}).get("keys")
+                         or (str(Path(env["XDG_CONFIG_HOME"]) / "planta" / "signing")
+                             if env.get("XDG_CONFIG_HOME") else "")),
+        **_alert_settings(toml, env),
     )
 
 
-__all__ = ["DEFAULT_ARTIFACTS_URL", "DEFAULT_LOG_RETENTION_DAYS", "DEFAULT_STORE_URL", "LANGS",
+def _alert_settings(toml: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    alerts = toml.get("alerts", {}) or {}
+    scheduler = toml.get("scheduler", {}) or {}
+    if not isinstance(alerts, Mapping) or not isinstance(scheduler, Mapping):
+        raise ConfigError("planta.toml: [alerts] and [scheduler] must be tables.")
+    webhook = str(env.get("PLANTA_WEBHOOK_URL") or alerts.get("webhook_url") or "").strip()
+    if webhook and not webhook.startswith(("http://", "https://")):
+        raise ConfigError(f"Setting alerts.webhook_url = {webhook!r} is not an http(s) URL.",
+                          hint="Write webhook_url = \"https://host/path\" under [alerts].")
+    mqtt = str(env.get("PLANTA_MQTT_URL") or alerts.get("mqtt_url") or "").strip()
+    if mqtt and not mqtt.startswith(("mqtt://", "mqtts://")):
+        raise ConfigError(f"Setting alerts.mqtt_url = {mqtt!r} is not an MQTT URL.",
+                          hint="Write mqtt_url = \"mqtt://host:1883\" under [alerts].")
+    key = "PLANTA_SCHEDULER" if "PLANTA_SCHEDULER" in env else "scheduler.enabled"
+    return {"webhook_url": webhook, "mqtt_url": mqtt,
+            "mqtt_topic": str(env.get("PLANTA_MQTT_TOPIC") or alerts.get("mqtt_topic")
+                              or DEFAULT_MQTT_TOPIC),
+            "scheduler": _bool(key, env.get("PLANTA_SCHEDULER", scheduler.get("enabled", True)))}
+
+
+__all__ = ["DEFAULT_ARTIFACTS_URL", "DEFAULT_LOG_RETENTION_DAYS", "DEFAULT_MQTT_TOPIC",
+           "DEFAULT_STORE_URL", "LANGS",
            "LOG_DURABILITIES", "Settings", "load_settings"]

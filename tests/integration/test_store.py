@@ -60,7 +60,7 @@ def test_open_creates_the_schema_the_code_expects(store) -> None:
                                 metadata)
         revision = conn.scalar(text("SELECT version_num FROM alembic_version"))
     assert diff == []
-    assert revision == "0002"
+    assert revision == "0004"
 
 
 def test_open_twice_is_harmless_and_keeps_the_data(store_url, registry) -> None:

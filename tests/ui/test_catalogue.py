@@ -8,22 +8,27 @@ from pathlib import Path
 
 import pytest
 
+import planta
 import planta.ui
 from planta.core.lifecycle import Role, State
 from planta.core.spec import METRICS, Task
+from planta.i18n import LOCALE_DIRS, env_lang
 from planta.ui.i18n import LOCALE_DIR, catalogue, choose_lang, translator
 from planta.ui.pages import PAGES
 from planta.ui.words import SHOWN, metric_sentences, objective_words
 from planta_edge.contract import __doc__ as contract_doc
 
 UI = Path(planta.ui.__file__).parent
-# t("key" ...) in templates and Python; keys built from a value ("state." ~ v) are listed below.
-_USED = re.compile(r"""\bt\(\s*["']([a-z0-9_]+\.[a-z0-9_.]+)["']""")
+PACKAGE = Path(planta.__file__).parent
+# t("key" ...) / tr("key" ...) in templates and Python (the UI's, the CLI's, the demo's, the
+# shared words); keys built from a value ("state." ~ v) are listed below.
+_USED = re.compile(r"""\btr?\(\s*["']([a-z0-9_]+\.[a-z0-9_.]+)["']""")
 
 
 def _used_keys() -> set[str]:
     keys: set[str] = set()
-    for path in [*UI.glob("templates/*.html"), *UI.glob("*.py")]:
+    for path in [*UI.glob("templates/*.html"), *UI.glob("*.py"), *PACKAGE.glob("cli/*.py"),
+                 PACKAGE / "services" / "demo.py", PACKAGE / "words.py"]:
         keys.update(_USED.findall(path.read_text(encoding="utf-8")))
     return keys
 
@@ -38,6 +43,7 @@ def _dynamic_keys() -> set[str]:
             | {f"rule.{r}" for r in rules} | {"rule.empty_batch"}
             | {f"reason.{level}" for level in ("high", "low", "usual")}
             | {f"moved.{done}" for done in ("promote", "rollback")}
+            | {f"cli.rule.{r}" for r in rules}
             | {p.title_key for p in PAGES})
 
 
@@ -53,14 +59,32 @@ def test_both_languages_have_the_same_keys() -> None:
 def test_every_key_a_page_uses_exists() -> None:
     used = _used_keys() | _dynamic_keys()
     assert len(used) > 100
+    assert {"cli.train.summary", "demo.train", "cli.ingest.counts"} <= used  # CLI files read
     missing = sorted(k for k in used if k not in catalogue("en"))
     assert missing == []
 
 
 def test_catalogue_files_are_plain_json_objects_of_strings() -> None:
-    for path in LOCALE_DIR.glob("*.json"):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        assert all(isinstance(k, str) and isinstance(v, str) and v for k, v in data.items())
+    for folder in LOCALE_DIRS:
+        assert sorted(p.name for p in folder.glob("*.json")) == ["en.json", "es.json"], folder
+        for path in folder.glob("*.json"):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            assert all(isinstance(k, str) and isinstance(v, str) and v for k, v in data.items())
+
+
+def test_one_catalogue_a_key_lives_in_one_file() -> None:
+    """The CLI's file and the pages' file of a language are one catalogue: no key in both."""
+    for lang in ("en", "es"):
+        cli, pages = (set(json.loads((folder / f"{lang}.json").read_text(encoding="utf-8")))
+                      for folder in LOCALE_DIRS)
+        assert cli & pages == set()
+        assert set(catalogue(lang)) == cli | pages
+
+
+@pytest.mark.parametrize(("value", "lang"), [
+    (None, "en"), ("es", "es"), ("es_ES.UTF-8", "es"), ("ES", "es"), ("fr_FR", "en"), ("", "en")])
+def test_cli_language_comes_from_planta_lang(value: str | None, lang: str) -> None:
+    assert env_lang({} if value is None else {"PLANTA_LANG": value}) == lang
 
 
 @pytest.mark.parametrize(("query", "cookie", "default", "lang"), [

@@ -6,6 +6,10 @@ metrics, lineage). Reading never executes code from the file: members are JSON o
 libraries' own text formats, and every member is hashed and compared with the manifest before
 anything uses it. A bundle altered by one byte is refused with :class:`IntegrityError`.
 
+A signed bundle also holds ``signature.json`` (see :mod:`planta_edge.signing`), the one member
+the manifest does not list: an Ed25519 signature of the manifest's bytes. Given
+``trusted_keys``, :func:`read_bundle` checks it before it even parses the manifest.
+
 Standard library only: the edge runtime reads bundles with this module.
 """
 
@@ -16,12 +20,13 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from planta_edge.errors import IntegrityError
+from planta_edge.signing import SIGNATURE, parse_signature, trusted_set, verify_manifest
 
 FORMAT = "planta.bundle/1"
 MANIFEST = "manifest.json"
@@ -77,6 +82,11 @@ class Bundle:
     manifest: dict[str, Any]
     members: Mapping[str, bytes]
     digest: str
+    # The manifest exactly as stored (what a signature covers), the signature block if the
+    # bundle is signed, and the id of the trusted key that was checked against it.
+    manifest_bytes: bytes = b""
+    signature: Mapping[str, Any] | None = None
+    signed_by: str | None = None
 
     @property
     def usecase(self) -> str:
@@ -98,11 +108,14 @@ class Bundle:
             raise IntegrityError(f"Bundle member {name!r} is not valid JSON: {exc}.") from exc
 
 
-def read_bundle(source: str | Path | bytes, *, expected_digest: str | None = None) -> Bundle:
+def read_bundle(source: str | Path | bytes, *, expected_digest: str | None = None,
+                trusted_keys: Iterable[Any] | None = None) -> Bundle:
     """Open a bundle file (or its bytes), verify every hash, and return it.
 
     ``expected_digest`` is the sha256 of the whole file as the registry recorded it; when given,
-    a bundle whose file differs is refused before it is even opened.
+    a bundle whose file differs is refused before it is even opened. ``trusted_keys`` (public
+    keys, see :class:`planta_edge.signing.PublicKey`): when given, the bundle must carry a
+    signature by one of them, checked before the manifest is parsed (what a device does).
 
     Raises :class:`IntegrityError` with the member at fault when anything does not match.
     """
@@ -160,6 +173,14 @@ def read_bundle(source: str | Path | bytes, *, expected_digest: str | None = Non
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise IntegrityError(f"{where.capitalize()} is damaged: {exc}.",
                                  hint="Download or copy it again.") from exc
+    block = None
+    signed_by = None
+    if SIGNATURE in raw:
+        block = parse_signature(raw[SIGNATURE], where.capitalize())
+    if trusted_keys is not None:
+        trusted = trusted_set(trusted_keys)
+        block = parse_signature(raw.get(SIGNATURE), where.capitalize())
+        signed_by = verify_manifest(raw[MANIFEST], block, trusted, where.capitalize())
     try:
         manifest = json.loads(raw[MANIFEST])
     except ValueError as exc:
@@ -170,7 +191,7 @@ def read_bundle(source: str | Path | bytes, *, expected_digest: str | None = Non
     listed = manifest.get("members")
     if not isinstance(listed, dict):
         raise IntegrityError(f"The manifest of {where} has no member list.")
-    present = set(raw) - {MANIFEST}
+    present = set(raw) - {MANIFEST, SIGNATURE}
     if present != set(listed):
         extra = sorted(present - set(listed))
         gone = sorted(set(listed) - present)
@@ -184,8 +205,9 @@ def read_bundle(source: str | Path | bytes, *, expected_digest: str | None = Non
                                  "sha256: the file was altered.",
                                  hint="Do not use it: restore it from the registry or a backup.")
     members = {name: raw[name] for name in listed}
-    return Bundle(manifest=manifest, members=members, digest=digest)
+    return Bundle(manifest=manifest, members=members, digest=digest,
+                  manifest_bytes=raw[MANIFEST], signature=block, signed_by=signed_by)
 
 
-__all__ = ["Bundle", "FORMAT", "MANIFEST", "canonical_json", "is_member_name", "is_sealed",
-           "read_bundle", "seal", "sha256_bytes"]
+__all__ = ["Bundle", "FORMAT", "MANIFEST", "SIGNATURE", "canonical_json", "is_member_name",
+           "is_sealed", "read_bundle", "seal", "sha256_bytes"]

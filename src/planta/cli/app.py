@@ -9,12 +9,20 @@ import typer
 from planta import __version__
 from planta.cli import (
     admin,
+    alerts,
     audit,
     data,
+    devices,
+    export,
     jobs,
+    keys,
     models,
+    monitor,
+    performance,
     predictions,
     project,
+    retrain,
+    scheduler,
     score,
     serve,
     tokens,
@@ -45,16 +53,26 @@ app.command("canary")(models.canary)
 app.command("shadow")(models.shadow)
 app.command("stop")(models.stop)
 app.command("reproduce")(models.reproduce)
+app.command("export")(export.export)
+app.add_typer(keys.keys_app, name="keys")
+app.command("retrain")(retrain.retrain)
+app.command("compare")(retrain.compare)
 app.command("score")(score.score)
 app.command("predictions")(predictions.predictions)
 app.command("feedback")(predictions.feedback)
+app.command("monitor")(monitor.monitor)
+app.command("performance")(performance.performance)
 app.command("serve")(serve.serve)
 app.command("worker")(jobs.worker)
+app.command("scheduler")(scheduler.scheduler)
+app.add_typer(alerts.alerts_app, name="alerts")
 app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(audit.audit_app, name="audit")
 app.command("backup")(admin.backup)
 app.command("restore")(admin.restore)
 app.add_typer(tokens.token_app, name="token")
+app.add_typer(devices.devices_app, name="devices")
+app.command("simulate")(devices.simulate)
 
 
 @app.command("demo")
@@ -62,14 +80,21 @@ app.add_typer(tokens.token_app, name="token")
 def demo(folder: Path = typer.Argument(None, help="Project folder to create (default: a new "
                                        "temporary folder)."),
          budget: float = typer.Option(30.0, "--budget", help="Training budget in seconds."),
+         edge: bool = typer.Option(False, "--edge", help="Then run a broker, the hub, a "
+                                   "simulator and an edge device, with an outage."),
          as_json: bool = JSON_OPTION) -> None:
     """Run the whole lifecycle on the bundled AI4I 2020 data and say what happened."""
     from planta.services.demo import run_demo
 
     say = (lambda _t: None) if as_json else (lambda t: console.print(f"• {t}", soft_wrap=True))
     run = run_demo(folder, budget_s=budget, say=say)
+    out = {"ok": True} | run.to_dict()
+    if edge:
+        from planta.services.edge_demo import run_edge_demo
+
+        out["edge"] = run_edge_demo(run.project, say=say).to_dict()
     if as_json:
-        print_json({"ok": True} | run.to_dict())
+        print_json(out)
 
 
 @app.command("version")

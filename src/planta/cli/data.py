@@ -7,34 +7,33 @@ from typing import Any
 
 import typer
 
-from planta.cli.output import JSON_OPTION, console, handle_errors, print_json, table
+from planta.cli.output import JSON_OPTION, console, handle_errors, print_json, table, tr
 
 
 def print_ingest_report(result: Any) -> None:
     """The data-quality report in plant words."""
-    what = "new dataset version" if result.created else "same data as dataset version"
-    console.print(f"[bold]{result.source_name}[/] → {what} [bold]{result.version}[/] of "
-                  f"{result.usecase}")
+    console.print(tr("cli.ingest.new" if result.created else "cli.ingest.same",
+                     source=f"[bold]{result.source_name}[/]", version=f"[bold]{result.version}[/]",
+                     usecase=result.usecase))
     share = result.n_rejected / result.n_rows if result.n_rows else 0.0
-    console.print(f"  {result.n_rows:,} rows read, {result.n_accepted:,} accepted, "
-                  f"{result.n_rejected:,} set aside ({share:.1%}).")
+    console.print("  " + tr("cli.ingest.counts", rows=f"{result.n_rows:,}",
+                            accepted=f"{result.n_accepted:,}", rejected=f"{result.n_rejected:,}",
+                            share=f"{share:.1%}"))
     report = result.report
     for finding in report.get("findings", []):
         console.print(f"  • {finding}", soft_wrap=True)
     if result.exclusions:
-        console.print("[bold]Columns not used as model inputs[/]")
+        console.print(f"[bold]{tr('cli.ingest.excluded')}[/]")
         for e in result.exclusions:
-            kept = " (kept because you asked)" if e.get("kept") else ""
+            kept = f" ({tr('cli.ingest.kept')})" if e.get("kept") else ""
             console.print(f"  • {e['column']}: {e['evidence']}{kept}", soft_wrap=True)
     for note in result.notes:
         console.print(f"  • {note}", soft_wrap=True)
     if result.contract_created:
-        console.print("A data contract was written from this file; check it with "
-                      f"`planta contract show {result.usecase}`.")
+        console.print(tr("cli.ingest.contract", usecase=result.usecase))
     if result.n_rejected:
-        console.print(f"The rows set aside are kept with their reason (quarantine); see "
-                      f"`planta datasets {result.usecase} --json`.")
-    console.print(f"Next: planta train {result.usecase} --budget 60")
+        console.print(tr("cli.ingest.quarantine", usecase=result.usecase))
+    console.print(tr("cli.ingest.next", usecase=result.usecase))
 
 
 @handle_errors

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import typer
@@ -14,6 +15,7 @@ from planta.cli.output import (
     handle_errors,
     print_json,
     table,
+    tr,
 )
 
 # The CLI user owns the project files, so on the command line they act with every role.
@@ -34,7 +36,7 @@ def fmt_metric(value: Any) -> str:
     return "" if value is None else f"{value:.3g}"
 
 
-def headline(metrics: dict[str, Any], objective_metrics: tuple[str, ...]) -> str:
+def headline(metrics: Mapping[str, Any], objective_metrics: tuple[str, ...]) -> str:
     names = list(objective_metrics) + [m for m in ("roc_auc", "pr_auc", "rmse", "f1_macro")
                                        if m not in objective_metrics]
     return "; ".join(f"{m} {fmt_metric(metrics[m])}" for m in names if m in metrics)
@@ -73,31 +75,46 @@ def train(usecase: str = typer.Argument(..., help="Use case name."),
         usecase_obj = ws.project.usecase(usecase)
     finally:
         ws.close()
-    outcome = result.outcome
     if as_json:
         print_json({"ok": True} | result.to_dict())
     else:
-        console.print(f"Version [bold]{result.version}[/] of {usecase}: {outcome.estimator}, "
-                      f"{len(outcome.trials)} trials in {outcome.duration_s:.0f} s, "
-                      f"trained on {outcome.n_train:,} rows, checked on {outcome.n_holdout:,} "
-                      "held-out rows.")
-        console.print(f"Held-out: {headline(outcome.metrics, usecase_obj.objective.metrics)}")
-        if outcome.threshold is not None:
-            console.print(f"Decision threshold: {outcome.threshold:.3f} (chosen for the "
-                          "objective on cross-validation, not on the held-out rows).")
-        if outcome.feature_steps:
-            console.print("Derived inputs kept: " + ", ".join(
-                s.name for s in outcome.feature_steps))
-        for reason in outcome.gate.reasons:
-            console.print(f"  • {reason}", soft_wrap=True)
-        if result.state == "candidate":
-            console.print(f"[green]Meets the objective.[/] Registered as candidate. Next: "
-                          f"planta promote {usecase} {result.version} --reason \"...\"")
-        else:
-            console.print("[red]Does not meet the objective[/]: registered as rejected. "
-                          "Try more data, a longer --budget, or review the objective.")
+        print_training(usecase, result, usecase_obj)
     if result.state == "rejected":
         raise typer.Exit(EXIT_REJECTED)
+
+
+def print_training(usecase: str, result: Any, usecase_obj: Any) -> None:
+    """`planta train`'s summary: what was trained, how good it is in words, the verdict."""
+    from planta.i18n import env_lang, translator
+    from planta.words import gate_lines, metric_sentences
+
+    outcome = result.outcome
+    t = translator(env_lang())
+    console.print(tr("cli.train.summary", version=f"[bold]{result.version}[/]", usecase=usecase,
+                     estimator=outcome.estimator, trials=len(outcome.trials),
+                     seconds=f"{outcome.duration_s:.0f}", train=f"{outcome.n_train:,}",
+                     holdout=f"{outcome.n_holdout:,}"))
+    console.print(f"[bold]{tr('model.how_good')}[/]")
+    metrics = {k: v.to_dict() if hasattr(v, "to_dict") else v
+               for k, v in outcome.metrics.items()}
+    for line in metric_sentences(usecase_obj.task.value, metrics, t, target=usecase_obj.target):
+        console.print(f"  • {line}", soft_wrap=True)
+    console.print("  " + tr("cli.train.numbers",
+                            numbers=headline(outcome.metrics, usecase_obj.objective.metrics)),
+                  soft_wrap=True)
+    if outcome.threshold is not None:
+        console.print(tr("cli.train.threshold", threshold=f"{outcome.threshold:.3f}"))
+    if outcome.feature_steps:
+        console.print(tr("cli.train.derived", steps=", ".join(
+            s.name for s in outcome.feature_steps)), soft_wrap=True)
+    console.print(f"[bold]{tr('model.gate')}[/]")
+    for line in gate_lines(outcome.gate.to_dict(), t):
+        console.print(f"  • {line}", soft_wrap=True)
+    if result.state == "candidate":
+        console.print(f"[green]{tr('cli.train.meets')}[/] " + tr(
+            "cli.train.meets_next", usecase=usecase, version=result.version))
+    else:
+        console.print(f"[red]{tr('cli.train.misses')}[/] {tr('cli.train.misses_next')}")
 
 
 @handle_errors
@@ -122,12 +139,19 @@ def models(usecase: str = typer.Argument(..., help="Use case name."),
         return
     rows = []
     for m in items:
-        rows.append((m.version, m.state, ", ".join(sorted(by_version.get(m.version, []))),
+        rows.append((m.version, tr(f"state.{m.state}"),
+                     ", ".join(sorted(by_version.get(m.version, []))),
                      headline(m.metrics, uc.objective.metrics), m.dataset_version, m.trained_by,
                      f"{m.created_at:%Y-%m-%d %H:%M}"))
-    console.print(table(f"Model versions of {usecase} — objective: {uc.objective.text}",
-                        ["version", "status", "aliases", "held-out metrics (95 % interval)",
-                         "data", "by", "at"], rows))
+    from planta.i18n import env_lang, translator
+    from planta.words import objective_words
+
+    objective = objective_words(uc.objective, translator(env_lang()))
+    console.print(table(tr("cli.models.title", usecase=usecase, objective=objective),
+                        [tr("cli.models.version"), tr("cli.models.status"),
+                         tr("cli.models.aliases"), tr("cli.models.metrics"),
+                         tr("cli.models.data"), tr("cli.models.by"), tr("cli.models.at")],
+                        rows))
 
 
 @handle_errors
@@ -150,7 +174,7 @@ def trials(usecase: str = typer.Argument(...), version: int = typer.Argument(...
                           f"{t.duration_s:.1f}", _short(t.params)) for t in items]))
 
 
-def _short(params: dict[str, Any]) -> str:
+def _short(params: Mapping[str, Any]) -> str:
     text = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in params.items())
     return text if len(text) < 90 else text[:87] + "…"

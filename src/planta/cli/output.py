@@ -7,6 +7,9 @@ Exit codes (public; scripts rely on them):
     1     error (planta explains it in one line; unexpected errors write a log file)
     2     usage error (unknown command, missing or wrong flag)
     3     finished, but the model was rejected by the objective gate
+
+Words come from planta's one message catalogue (:mod:`planta.i18n`) in the language of
+``PLANTA_LANG`` (en or es): ``tr(key, **values)``. JSON output stays in English keys.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from planta.errors import PlantaError
+from planta.i18n import env_lang, translator
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -38,6 +42,11 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def tr(key: str, **values: Any) -> str:
+    """The CLI's message ``key`` in the language of ``PLANTA_LANG`` (English otherwise)."""
+    return translator(env_lang())(key, **values)
 
 
 def _default(value: Any) -> Any:
@@ -87,16 +96,42 @@ def fail(error: PlantaError, *, as_json: bool) -> None:
     if as_json:
         print_json({"ok": False} | error.to_dict())
     else:
-        err_console.print(f"[bold red]Error:[/] {error.message}", soft_wrap=True)
+        err_console.print(f"[bold red]{tr('cli.error')}:[/] {error.message}", soft_wrap=True)
         if error.hint:
-            err_console.print(f"[yellow]What to do:[/] {error.hint}", soft_wrap=True)
+            err_console.print(f"[yellow]{tr('cli.what_to_do')}:[/] {error.hint}", soft_wrap=True)
         violations = getattr(error, "violations", None)
         if violations:
             for v in violations[:10]:
-                err_console.print(f"  - {getattr(v, 'message', v)}", soft_wrap=True)
+                err_console.print(f"  - {violation_text(v)}", soft_wrap=True)
             if len(violations) > 10:
-                err_console.print(f"  … and {len(violations) - 10} more.")
+                err_console.print("  " + tr("cli.more", n=len(violations) - 10))
     raise typer.Exit(error.exit_code)
+
+
+def violation_text(violation: Any) -> str:
+    """One broken contract rule, in the CLI's language.
+
+    English keeps the contract's own sentence (it names the bound); other languages say the
+    row, the field, the value and the rule from the catalogue's ``cli.rule.*`` lines.
+    """
+    message = str(getattr(violation, "message", violation))
+    rule = getattr(violation, "rule", None)
+    if env_lang() == "en" or rule is None:
+        return message
+    text = tr(f"cli.rule.{rule}", value=_shown(getattr(violation, "value", None)))
+    if text.startswith("cli.rule."):
+        return message
+    row, field = getattr(violation, "row", None), getattr(violation, "field", None)
+    where = ", ".join(w for w in (
+        None if row is None else tr("cli.row", n=row + 1),
+        None if not field else tr("cli.column", name=field)) if w)
+    return f"{where}: {text}" if where else text
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.6g}" if isinstance(value, float) else str(value)[:60]
 
 
 def _log_crash() -> Path:
@@ -121,15 +156,13 @@ def handle_errors(func: F) -> F:
             fail(exc, as_json=as_json)
         except Exception as exc:  # noqa: BLE001 - the outermost entry point catches everything
             log = _log_crash()
-            message = (f"planta hit an unexpected problem ({type(exc).__name__}: {exc}). "
-                       f"The details are in {log}.")
+            message = tr("cli.crash", problem=f"{type(exc).__name__}: {exc}", log=log)
             if as_json:
                 print_json({"ok": False, "error": "InternalError", "message": message,
                             "log": str(log)})
             else:
-                err_console.print(f"[bold red]Error:[/] {message}", soft_wrap=True)
-                err_console.print("[yellow]What to do:[/] nothing was changed by the failed "
-                                  "step; send that file to whoever supports planta here.")
+                err_console.print(f"[bold red]{tr('cli.error')}:[/] {message}", soft_wrap=True)
+                err_console.print(f"[yellow]{tr('cli.what_to_do')}:[/] {tr('cli.crash_hint')}")
             raise typer.Exit(EXIT_ERROR) from None
         return None
 
@@ -139,4 +172,4 @@ def handle_errors(func: F) -> F:
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_REJECTED", "EXIT_USAGE", "JSON_OPTION", "console",
-           "err_console", "fail", "handle_errors", "print_json", "table"]
+           "err_console", "fail", "handle_errors", "print_json", "table", "tr", "violation_text"]

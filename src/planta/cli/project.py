@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from planta.cli.output import JSON_OPTION, console, handle_errors, print_json, table
+from planta.cli.output import JSON_OPTION, console, handle_errors, print_json, table, tr
 
 usecase_app = typer.Typer(help="Define what to predict and what good enough means.",
                           no_args_is_help=True)
@@ -32,8 +32,8 @@ def init(path: Path = typer.Argument(..., help="Folder for the new project."),
     if as_json:
         print_json({"ok": True, "project": project.name, "path": str(project.root)})
         return
-    console.print(f"Created project [bold]{project.name}[/] in {project.root}.")
-    console.print(f"Next: cd {path} and add a use case, for example:\n"
+    console.print(tr("cli.init.done", name=f"[bold]{project.name}[/]", root=project.root))
+    console.print(tr("cli.init.next", path=path) + "\n"
                   '  planta usecase add failure --target "Machine failure" --task binary '
                   '--objective "recall>=0.80 and precision>=0.50"')
 
@@ -81,9 +81,14 @@ def usecase_add(
     if as_json:
         print_json({"ok": True, "usecase": name} | usecase.to_dict())
         return
-    console.print(f"Use case [bold]{name}[/]: predict {target!r} ({usecase.task.value}).")
-    console.print(f"Objective: {usecase.objective.describe()}.")
-    console.print(f"Next: planta ingest {name} <your-file.csv>")
+    from planta.i18n import env_lang, translator
+    from planta.words import objective_words
+
+    console.print(tr("cli.usecase.added", name=f"[bold]{name}[/]", target=target,
+                     task=tr(f"task.{usecase.task.value}")))
+    console.print(tr("cli.usecase.objective", objective=objective_words(
+        usecase.objective, translator(env_lang()))))
+    console.print(tr("cli.usecase.next", name=name))
 
 
 @usecase_app.command("list")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from planta.cli.output import JSON_OPTION, console, handle_errors, print_json
+from planta.cli.output import JSON_OPTION, console, handle_errors, print_json, tr
 
 
 @handle_errors
@@ -29,21 +29,22 @@ def score(usecase: str = typer.Argument(..., help="Use case name."),
             result = score_file(ws, usecase, file, output, version=version,
                                 chunk_rows=chunk_rows, range_policy=range_policy)
         else:
-            with console.status("scoring…") as status:
+            with console.status(tr("cli.score.scoring")) as status:
                 result = score_file(ws, usecase, file, output, version=version,
                                     chunk_rows=chunk_rows, range_policy=range_policy,
-                                    progress=lambda n: status.update(f"scored {n:,} rows"))
+                                    progress=lambda n: status.update(
+                                        tr("cli.score.progress", rows=f"{n:,}")))
     finally:
         ws.close()
     if as_json:
         print_json({"ok": True} | result.to_dict())
         return
-    console.print(f"Scored {result.n_rows:,} rows of {result.input_name} with {usecase} version "
-                  f"{result.model_version} in {result.duration_s:.1f} s "
-                  f"({result.rows_per_s:,.0f} rows/s) → {result.output}")
+    console.print(tr("cli.score.done", rows=f"{result.n_rows:,}", source=result.input_name,
+                     usecase=usecase, version=result.model_version,
+                     seconds=f"{result.duration_s:.1f}", speed=f"{result.rows_per_s:,.0f}",
+                     output=result.output))
     if result.n_rejected:
-        console.print(f"{result.n_rejected:,} rows were not scored because they break the data "
-                      "contract; each has status 'rejected' and its reason in the output:")
+        console.print(tr("cli.score.rejected", rows=f"{result.n_rejected:,}"))
         for rule, count in sorted(result.rejected_by_rule.items(), key=lambda kv: -kv[1]):
             console.print(f"  • {rule}: {count:,}")
-    console.print(f"Recorded as batch {result.batch_id}.")
+    console.print(tr("cli.score.recorded", batch=result.batch_id))

@@ -74,6 +74,11 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on. Anyt
                                                  "(repeatable)."),
           worker: bool = typer.Option(True, "--worker/--no-worker", help="Run async jobs in "
                                       "this process (or run `planta worker` separately)."),
+          scheduler: bool = typer.Option(None, "--scheduler/--no-scheduler", help="Run the "
+                                         "scheduled jobs (monitoring, reports, retraining) in "
+                                         "this process; default: [scheduler] enabled in "
+                                         "planta.toml (true), or run `planta scheduler` "
+                                         "separately.", show_default=False),
           access_log: bool = typer.Option(False, "--access-log", help="Log every request "
                                           "(one JSON line each)."),
           log_predictions: bool = typer.Option(True, "--log-predictions/--no-log-predictions",
@@ -105,6 +110,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on. Anyt
     auth = require_auth or not is_loopback(host)
     options = ServeOptions(host=host, port=port, require_auth=auth,
                            allowed_hosts=tuple(allowed_host), worker=worker,
+                           scheduler=settings.scheduler if scheduler is None else scheduler,
                            cert=str(cert) if cert else None, key=str(key) if key else None,
                            access_log=access_log, log_predictions=log_predictions,
                            max_records=max_records,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import zipfile
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from planta.errors import IntegrityError
 from planta_edge.bundle import (
@@ -21,6 +21,10 @@ from planta_edge.bundle import (
     seal,
     sha256_bytes,
 )
+from planta_edge.signing import SIGNATURE
+
+if TYPE_CHECKING:
+    from planta.core.signing import Signer
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 # Members at least this big are deflated; small JSON stays stored so that readers are quick.
@@ -30,7 +34,7 @@ _DEFLATE_FROM = 64 * 1024
 def build_manifest(members: Mapping[str, bytes], **fields: Any) -> dict[str, Any]:
     """The manifest for these members: format, the given fields and each member's hash."""
     for name in members:
-        if not is_member_name(name) or name == MANIFEST:
+        if not is_member_name(name) or name in (MANIFEST, SIGNATURE):
             raise IntegrityError(f"Bundle member name {name!r} is not allowed.")
     manifest: dict[str, Any] = {"format": FORMAT}
     manifest.update(fields)
@@ -39,8 +43,9 @@ def build_manifest(members: Mapping[str, bytes], **fields: Any) -> dict[str, Any
     return manifest
 
 
-def write_bundle(members: Mapping[str, bytes], **manifest_fields: Any) -> bytes:
-    """Pack members and their manifest into bundle bytes.
+def write_bundle(members: Mapping[str, bytes], *, signer: Signer | None = None,
+                 **manifest_fields: Any) -> bytes:
+    """Pack members and their manifest into bundle bytes; ``signer`` adds ``signature.json``.
 
     >>> from planta_edge.bundle import read_bundle
     >>> data = write_bundle({"contract.json": b"{}"}, usecase="failure", version=1)
@@ -48,10 +53,13 @@ def write_bundle(members: Mapping[str, bytes], **manifest_fields: Any) -> bytes:
     1
     """
     manifest = build_manifest(members, **manifest_fields)
+    head = [(MANIFEST, canonical_json(manifest))]
+    if signer is not None:
+        head.append((SIGNATURE, canonical_json(signer.sign_manifest(head[0][1]))))
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
         archive.comment = b"0" * SEAL_BYTES
-        for name, data in [(MANIFEST, canonical_json(manifest))] + sorted(members.items()):
+        for name, data in head + sorted(members.items()):
             info = zipfile.ZipInfo(name, date_time=_EPOCH)
             info.compress_type = (zipfile.ZIP_DEFLATED if len(data) >= _DEFLATE_FROM
                                   else zipfile.ZIP_STORED)

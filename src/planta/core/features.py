@@ -298,6 +298,8 @@ def search_steps(X: np.ndarray, y: np.ndarray, names: Sequence[str],
     if not folds or X.shape[1] == 0:
         return FeatureSearch((), metric, math.nan, math.nan, 0)
     base_scores, importance = quick.cv(X, y, folds, deadline)
+    if base_scores.size == 0:       # the budget ran out before one fold: keep the raw columns
+        return FeatureSearch((), metric, math.nan, math.nan, 0)
     baseline = float(np.mean(base_scores))
     cat = set(categorical)
     infos = []

@@ -10,7 +10,12 @@ By kind:
                      histogram {edges, counts}: edges at the 0, 5, ..., 100 % quantiles (so the
                      outer edges are the observed min and max; repeated edges merged), counts
                      per bin, the last bin closed; plus ``values`` (count per value) when the
-                     column has at most 20 distinct values
+                     column has at most 20 distinct values; plus ``bins`` {edges, counts}:
+                     edges at the 0, 1, ..., 100 % quantiles (repeats merged), counts on
+                     [e_0, e_1) … [e_{B-1}, e_B) with an open bin below e_0 and one from e_B
+                     up (len(edges) + 1 counts), for drift monitoring (planta.core.drift);
+                     profiles made before it have no ``bins`` and drift falls back to
+                     ``histogram``
     boolean          counts {"0", "1"} and share_true
     category         counts for every category of the contract (zeros included), then others
     datetime         min and max (ISO 8601)
@@ -31,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from planta.core.drift import FINE_BINS, bin_counts, quantile_edges
 from planta_edge.contract import Contract, Field, text_values, validate_columns
 
 PROFILE_FORMAT = "planta.profile/1"
@@ -80,6 +86,9 @@ def numeric_summary(values: np.ndarray) -> dict[str, Any]:
     out: dict[str, Any] = {"mean": _float(mean), "std": _float(std), "min": float(finite[0]),
                            "max": float(finite[-1]), "quantiles": quantiles,
                            "histogram": histogram}
+    fine = quantile_edges(finite, FINE_BINS)
+    out["bins"] = {"edges": [float(e) for e in fine],
+                   "counts": [int(c) for c in bin_counts(finite, fine)]}
     distinct, counts = np.unique(finite, return_counts=True)
     if distinct.size <= MAX_VALUE_COUNTS:
         out["values"] = {_key(v): int(c) for v, c in zip(distinct, counts)}

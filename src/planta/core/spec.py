@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from planta.core.drift import MonitorSettings
 from planta.errors import ConfigError
 
 
@@ -200,6 +201,9 @@ def _hint_for(task: Task) -> str:
     return f"Metrics for a {task.value} task: {', '.join(names)}."
 
 
+RETRAIN_POLICIES = ("manual", "canary", "shadow")
+
+
 @dataclass(frozen=True)
 class UseCase:
     """What a plant wants predicted, and what good enough means.
@@ -224,7 +228,16 @@ class UseCase:
     # [serve] log_retention_days. Rows count predictions (records), not requests.
     retention_days: int | None = None
     retention_rows: int | None = None
+    # What `planta retrain` does with a candidate that passed the gate and beats production
+    # with confidence: "manual" leaves it for approval; "canary" / "shadow" move it there.
+    retrain_policy: str = "manual"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def monitor(self) -> MonitorSettings:
+        """Drift thresholds from ``[usecases.<name>.monitor]`` (kept as written in ``extra``,
+        so saving planta.toml does not spell out every default)."""
+        return MonitorSettings.from_dict(self.extra.get("monitor"), self.name)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"task": self.task.value, "target": self.target,
@@ -240,6 +253,8 @@ class UseCase:
             value = getattr(self, key)
             if value:
                 out[key] = list(value)
+        if self.retrain_policy != "manual":
+            out["retrain_policy"] = self.retrain_policy
         out.update(self.extra)
         return out
 
@@ -258,7 +273,14 @@ class UseCase:
                               hint="Add target = \"<column>\" to its section in planta.toml.")
         known = {"task", "target", "objective", "gate_on", "entity", "time", "include", "exclude",
                  "keep", "rows_per_day", "max_latency_ms", "max_bundle_mb", "positive_label",
-                 "retention_days", "retention_rows"}
+                 "retention_days", "retention_rows", "retrain_policy"}
+        policy = str(data.get("retrain_policy", "manual"))
+        if policy not in RETRAIN_POLICIES:
+            raise ConfigError(f"Use case {name!r}: retrain_policy = {policy!r} is not one of "
+                              f"{', '.join(RETRAIN_POLICIES)}.",
+                              hint='Write retrain_policy = "manual" (the default), "canary" or '
+                                   '"shadow".')
+        MonitorSettings.from_dict(data.get("monitor"), name)  # a bad [monitor] table fails here
         objective = parse_objective(str(data.get("objective", "")), task,
                                     gate_on=str(data.get("gate_on", "lower_bound")))
         if any(c.metric == "false_alarms_per_day" for c in objective.clauses) and not (
@@ -277,6 +299,7 @@ class UseCase:
                             else None),
             retention_days=_opt_count(name, "retention_days", data.get("retention_days")),
             retention_rows=_opt_count(name, "retention_rows", data.get("retention_rows")),
+            retrain_policy=policy,
             extra={k: v for k, v in data.items() if k not in known},
         )
 
@@ -299,5 +322,5 @@ def _opt_count(name: str, key: str, value: Any) -> int | None:
     return value
 
 
-__all__ = ["METRICS", "THRESHOLD_METRICS", "Clause", "Cost", "Objective", "Task", "UseCase",
-           "parse_objective"]
+__all__ = ["METRICS", "RETRAIN_POLICIES", "THRESHOLD_METRICS", "Clause", "Cost", "Objective",
+           "Task", "UseCase", "parse_objective"]

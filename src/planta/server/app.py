@@ -10,7 +10,8 @@
              └─ /docs /openapi.json                  written from the contracts (openapi.py)
 
 Start-up loads the live models (hub), opens the prediction log's writer and, unless told not
-to, a job worker thread; shutdown drains the log queue before the process exits.
+to, a job worker thread and the scheduler thread; shutdown drains the log queue before the
+process exits.
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ def create_app(ws: Workspace, options: ServeOptions | None = None) -> Any:
             start()
         if options.worker:
             worker_thread.append(_start_worker(rt, worker_stop))
+        if options.scheduler:
+            worker_thread.append(_start_scheduler(rt, worker_stop))
         retention = asyncio.get_running_loop().create_task(rt.retention_loop())
         log.info("planta %s serving %s", planta.__version__,
                  ", ".join(sorted(rt.hub.routing.routes)) or "no use case yet")
@@ -136,10 +139,11 @@ def create_app(ws: Workspace, options: ServeOptions | None = None) -> Any:
     app.add_exception_handler(StarletteHTTPException, errors.handle_framework)
     app.add_exception_handler(RequestValidationError, errors.handle_framework)
     from planta import ui
+    from planta.server.routes import alerts as alert_routes
+    from planta.server.routes import devices, monitor, ops, v1, v2, versions
     from planta.server.routes import jobs as jobs_routes
-    from planta.server.routes import ops, v1, v2, versions
 
-    for module in (ops, v1, versions, jobs_routes, v2, ui):
+    for module in (ops, v1, versions, jobs_routes, v2, devices, monitor, alert_routes, ui):
         app.include_router(module.router)
     app.mount("/ui/static", StaticFiles(directory=ui.STATIC_DIR), name="ui-static")
     _add_docs(app, rt)
@@ -183,6 +187,24 @@ def _add_docs(app: FastAPI, rt: Runtime) -> None:
     @app.get("/", include_in_schema=False)
     async def root() -> Response:
         return Response(status_code=307, headers={"location": "/ui"})
+
+
+def _start_scheduler(rt: Runtime, stop: threading.Event) -> threading.Thread:
+    """The project's scheduled jobs, in a thread (one scheduler per project runs them: a
+    second server waits on the lease and takes over if this one dies)."""
+    from planta.services.scheduler import Scheduler
+
+    scheduler = Scheduler(rt.ws, say=lambda text: log.info("%s", text))
+
+    def loop() -> None:
+        try:
+            scheduler.run(stop)
+        except Exception as exc:  # the API keeps serving; the log says why
+            log.error("the scheduler stopped: %s", exc, exc_info=True)
+
+    thread = threading.Thread(target=loop, name="planta-scheduler", daemon=True)
+    thread.start()
+    return thread
 
 
 def _start_worker(rt: Runtime, stop: threading.Event) -> threading.Thread:

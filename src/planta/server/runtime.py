@@ -55,6 +55,9 @@ class ServeOptions:
     log_durability: str = "full"        # full: fsync per group commit; process: survives kill -9
     poll_s: float = 0.25
     worker: bool = True
+    # The scheduler thread (planta.services.scheduler); `planta serve` turns it on unless
+    # --no-scheduler or [scheduler] enabled = false. Off here so embedded apps and tests opt in.
+    scheduler: bool = False
     cert: str | None = None
     key: str | None = None
     access_log: bool = False

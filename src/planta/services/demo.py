@@ -2,6 +2,9 @@
 
 AI4I 2020 Predictive Maintenance Dataset, S. Matzka, HTW Berlin; UCI Machine Learning
 Repository (id 601); licensed CC BY 4.0. planta ships the original file unchanged.
+
+What it says comes from the message catalogue (``demo.*`` keys in planta/locale/), in the new
+project's language (``PLANTA_LANG``).
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from typing import Any
 import pandas as pd
 
 from planta.core.spec import UseCase
+from planta.i18n import translator
 from planta.project import Project
 from planta.services.ingest import ingest
 from planta.services.score import score_file
 from planta.services.versions import train_version
 from planta.services.workspace import Workspace
+from planta.words import gate_lines, objective_words
 
 ATTRIBUTION = ("AI4I 2020 Predictive Maintenance Dataset (S. Matzka, HTW Berlin; UCI Machine "
                "Learning Repository, id 601), CC BY 4.0.")
@@ -55,14 +60,14 @@ def run_demo(folder: Path | None = None, *, budget_s: float = 30.0,
 
     project = Project.init(root, name="demo-plant")
     ws = Workspace.from_project(project)
+    t = translator(project.settings.lang)
     try:
-        step("init", f"Created the project folder {run.project}.")
+        step("init", t("demo.init", folder=run.project))
         usecase = UseCase.from_dict("failure", {"task": "binary", "target": "Machine failure",
                                                 "objective": DEMO_OBJECTIVE})
         project.add_usecase(usecase)
         ws.audit.append("usecase_add", "usecase/failure", ws.actor, usecase.to_dict())
-        step("usecase", "Use case 'failure': predict 'Machine failure'; objective: "
-             f"{usecase.objective.describe()}.")
+        step("usecase", t("demo.usecase", objective=objective_words(usecase.objective, t)))
 
         # History with labels for training; the last 1,000 rows play "today's production".
         raw = pd.read_csv(demo_data())
@@ -74,46 +79,44 @@ def run_demo(folder: Path | None = None, *, budget_s: float = 30.0,
         new.drop(columns=["Machine failure"]).to_csv(new_file, index=False)
         result = ingest(ws, "failure", history_file)
         excluded = ", ".join(e["column"] for e in result.exclusions if not e.get("kept"))
-        step("ingest", f"Ingested {result.n_rows:,} rows as dataset version {result.version}; "
-             f"{result.n_rejected} set aside. Not used as inputs (leaks or ids): {excluded}.",
+        step("ingest", t("demo.ingest", rows=f"{result.n_rows:,}", version=result.version,
+                         rejected=result.n_rejected, excluded=excluded),
              dataset_version=result.version, excluded=excluded)
 
         first = train_version(ws, "failure", budget_s=budget_s, seed=0)
-        step("train", f"Trained version {first.version} ({first.outcome.estimator}) in "
-             f"{first.outcome.duration_s:.0f} s: {first.state}. "
-             + " ".join(first.outcome.gate.reasons), version=first.version, state=first.state)
+        step("train", t("demo.train", version=first.version, estimator=first.outcome.estimator,
+                        seconds=f"{first.outcome.duration_s:.0f}",
+                        state=t(f"state.{first.state}"))
+             + " " + " ".join(gate_lines(first.outcome.gate.to_dict(), t)),
+             version=first.version, state=first.state)
         moved = ws.registry.move("failure", first.version, "production", action="promote",
                                  actor=ws.actor, role="admin",
                                  reason="demo: first model for the milling line",
                                  exception=first.state == "rejected")
-        step("promote", f"Promoted version {moved.version} to production (approved by "
-             f"{moved.actor}).")
+        step("promote", t("demo.promote", version=moved.version, actor=moved.actor))
 
         scored = root / "scored.csv"
         s = score_file(ws, "failure", new_file, scored)
         rules = ", ".join(f"{rule}: {n}" for rule, n in s.rejected_by_rule.items())
-        step("score", f"Scored {s.n_rows:,} new rows with version {s.model_version} "
-             f"({s.n_rejected} rejected by the contract{': ' + rules if rules else ''}) → "
-             f"{scored.name}.", output=str(scored))
+        step("score", t("demo.score", rows=f"{s.n_rows:,}", version=s.model_version,
+                        rejected=s.n_rejected, rules=": " + rules if rules else "",
+                        output=scored.name), output=str(scored))
 
         second = train_version(ws, "failure", budget_s=max(5.0, budget_s / 3), seed=1,
                                note="demo: a second, quicker search")
         ws.registry.move("failure", second.version, "production", action="promote",
                          actor=ws.actor, role="admin", reason="demo: try the second model",
                          exception=second.state == "rejected")
-        step("retrain", f"Trained and promoted version {second.version}.",
-             version=second.version)
+        step("retrain", t("demo.retrain", version=second.version), version=second.version)
         back = ws.registry.rollback("failure", actor=ws.actor, role="admin",
                                     reason="demo: back to the first model")
-        step("rollback", f"Rolled production back to version {back.version}.",
-             version=back.version)
+        step("rollback", t("demo.rollback", version=back.version), version=back.version)
 
         check = ws.audit.verify()
-        step("audit", f"Audit trail intact: {check.count} events, head {check.head[:16]}…",
+        step("audit", t("demo.audit" if check.ok else "demo.audit_broken", count=check.count,
+                        head=check.head[:16]),
              ok=check.ok, head=check.head)
-        step("next", f"Look around: cd {run.project} && planta models failure && "
-             "planta audit log; or run `planta serve` there and open "
-             "http://127.0.0.1:8000/ui in a browser. Data: " + ATTRIBUTION)
+        step("next", t("demo.next", folder=run.project, data=ATTRIBUTION))
     finally:
         ws.close()
     return run

@@ -24,6 +24,7 @@ from planta.errors import NotFoundError
 from planta.services.ingest import load_contract, parquet_to_frame
 from planta.services.train import TrainEvent, TrainOutcome, train
 from planta.services.workspace import Workspace
+from planta.store.keys import KeyRing
 from planta_edge.bundle import Bundle, canonical_json, read_bundle
 from planta_edge.contract import Contract
 
@@ -139,9 +140,12 @@ def train_version(ws: Workspace, usecase_name: str, *, budget_s: float, seed: in
     members["contract.json"] = canonical_json(contract_doc)
     members["profile.json"] = ws.artifacts.get_bytes(dv.profile_digest)
     members["lineage.json"] = canonical_json(lineage)
+    # Signed at registration when the hub has a signing key (`planta keys create`), so the
+    # bundle can be checked wherever it travels; edge exports are always signed.
+    signer = KeyRing(ws.project.settings.resolved_signing_keys).signer()
     data = write_bundle(members, usecase=usecase_name, version=next_version,
                         created_by=ws.actor, planta_version=planta.__version__,
-                        audit_head=ws.audit.head())
+                        audit_head=ws.audit.head(), signer=signer)
     digest = ws.artifacts.put_bytes(data)
     mv = ws.registry.register_model(
         usecase=usecase_name, dataset_version=dv.version, bundle_digest=digest,

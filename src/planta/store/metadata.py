@@ -16,6 +16,13 @@
     rejections         id                  requests refused by the contract
     jobs               id                  the durable queue of async and batch jobs
     tokens             id                  API tokens (hashed) with roles
+    alerts             id                  alerts raised by rules: open / acknowledged / resolved
+    rule_states        (usecase, rule)     consecutive true/false windows per rule
+    alert_actions      id                  the outbox of alert actions (webhook, mqtt, retrain)
+    scheduler_jobs     name                scheduled jobs: lease, last run, next due, failures
+    leases             name                who runs the scheduler for this project
+    devices            name                enrolled edge devices: token, last heartbeat
+    device_pins        (usecase, device_group)  a device group pinned to a model version
 
 Later tables (prediction log, jobs, tokens, devices) arrive as new Alembic revisions in
 ``migrations/versions/``; the revision files are written by hand and never edited once released.
@@ -378,6 +385,141 @@ tokens = Table(
     CheckConstraint("role IN ('viewer', 'operator', 'approver', 'admin')", name="role"),
 )
 
+# --- monitoring (revision 0003) ----------------------------------------------------------------
+
+ALERT_STATES = ("open", "acknowledged", "resolved")
+
+# Alerts raised by rules: one open (or acknowledged) alert per (usecase, rule); repeats raise
+# ``count``. ``open_key`` is "usecase/rule" while the alert is not resolved and null after, so
+# the unique constraint forbids a second open alert on every engine (nulls never collide).
+alerts = Table(
+    "alerts", metadata,
+    Column("id", String(26), primary_key=True),
+    _usecase(),
+    Column("rule", String(200), nullable=False),
+    Column("condition", Text, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("open_key", String(310), unique=True),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("acknowledged_by", String(200)),
+    Column("acknowledged_at", UTCDateTime),
+    Column("acknowledged_reason", Text),
+    Column("resolved_by", String(200)),
+    Column("resolved_at", UTCDateTime),
+    Column("resolved_reason", Text),
+    CheckConstraint("state IN ('open', 'acknowledged', 'resolved')", name="state"),
+    Index(None, "usecase", "state"),
+    Index(None, "state", "last_seen"),
+)
+
+# Per rule, how many consecutive windows it has been true (``for N windows``) and false (the
+# alert resolves itself after enough false windows); ``last_window`` makes a re-run of the
+# same window count once.
+rule_states = Table(
+    "rule_states", metadata,
+    Column("usecase", String(100), primary_key=True),
+    Column("rule", String(200), primary_key=True),
+    Column("true_streak", Integer, nullable=False),
+    Column("false_streak", Integer, nullable=False),
+    Column("last_result", String(20), nullable=False),   # true / false / unknown
+    Column("last_window", String(100)),
+    Column("evaluated_at", UTCDateTime, nullable=False),
+    Column("detail", JSON, nullable=False),
+)
+
+# The outbox of alert actions (log, webhook, mqtt, retrain): written in the same transaction
+# as the alert, delivered after, retried with backoff until done or out of attempts.
+alert_actions = Table(
+    "alert_actions", metadata,
+    Column("id", String(26), primary_key=True),
+    Column("alert_id", String(26), nullable=False),
+    _usecase(),
+    Column("rule", String(200), nullable=False),
+    Column("action", String(20), nullable=False),
+    Column("event", String(20), nullable=False),          # opened / resolved
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("payload", JSON, nullable=False),
+    Column("result", JSON),
+    Column("last_error", Text),
+    ForeignKeyConstraint(["alert_id"], ["alerts.id"]),
+    CheckConstraint("status IN ('pending', 'done', 'failed')", name="status"),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "alert_id"),
+)
+
+# Scheduled jobs: what runs when, who holds it now, and how the last run went.
+scheduler_jobs = Table(
+    "scheduler_jobs", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("kind", String(50), nullable=False),           # monitor / report / retrain / ...
+    Column("usecase", String(100)),
+    Column("schedule", String(100), nullable=False),      # cron expression
+    Column("lease_owner", String(100)),
+    Column("lease_until", UTCDateTime),
+    Column("last_due", UTCDateTime),                      # the scheduled time last run
+    Column("last_started_at", UTCDateTime),
+    Column("last_finished_at", UTCDateTime),
+    Column("last_status", String(20)),
+    Column("last_error", Text),
+    Column("failures", Integer, nullable=False),          # consecutive failed attempts
+    Column("retry_at", UTCDateTime),
+    Column("next_due", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Named leases: one scheduler per project holds "scheduler" and renews it; when it dies the
+# lease runs out and another process takes over.
+leases = Table(
+    "leases", metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(100), nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("until", UTCDateTime, nullable=False),
+)
+
+
+# --- edge devices (revision 0004) --------------------------------------------------------------
+
+# Enrolled edge devices. A device authenticates with an API token (``token_id``, role viewer)
+# that is revoked with the device; the heartbeat columns say how it stands.
+devices = Table(
+    "devices", metadata,
+    Column("name", String(100), primary_key=True),
+    _usecase(),
+    Column("device_group", String(100)),
+    Column("token_id", String(26), nullable=False),
+    Column("enrolled_by", String(200), nullable=False),
+    Column("enrolled_at", UTCDateTime, nullable=False),
+    Column("revoked_by", String(200)),
+    Column("revoked_at", UTCDateTime),
+    Column("last_seen_at", UTCDateTime),
+    Column("model_version", Integer),
+    Column("model_digest", String(64)),
+    Column("outbox_depth", BigInteger),
+    Column("outbox_dropped", BigInteger),
+    Column("received", BigInteger, nullable=False),
+    Column("status", JSON),
+    Index(None, "token_id"),
+)
+
+# A device group pinned to one model version of a use case (otherwise devices follow
+# production).
+device_pins = Table(
+    "device_pins", metadata,
+    Column("usecase", String(100), primary_key=True),
+    Column("device_group", String(100), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("set_by", String(200), nullable=False),
+    Column("set_at", UTCDateTime, nullable=False),
+)
 
 @dataclass
 class Store:
@@ -587,8 +729,8 @@ def _migrate(store: Store) -> None:
 
 
 __all__ = [
-    "BUSY_TIMEOUT_S", "JOB_STATUSES", "STATES", "Store", "UTCDateTime", "aliases",
-    "audit_events", "batches", "dataset_versions", "feedback", "jobs", "json_dumps",
-    "json_ready", "lock", "metadata", "model_versions", "open_store", "predictions",
-    "rejections", "tokens", "transitions", "trials", "utc_now",
+    "ALERT_STATES", "BUSY_TIMEOUT_S", "JOB_STATUSES", "STATES", "Store", "UTCDateTime",
+    "alert_actions", "alerts", "aliases", "audit_events", "batches", "dataset_versions", "device_pins", "devices", "feedback", "jobs", "json_dumps",
+    "json_ready", "leases", "lock", "metadata", "model_versions", "open_store", "predictions",
+    "rejections", "rule_states", "scheduler_jobs", "tokens", "transitions", "trials", "utc_now",
 ]

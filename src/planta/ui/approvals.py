@@ -16,6 +16,9 @@ lifecycle checks (roles, four-eyes from the project's settings) and the same aud
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -39,6 +42,13 @@ MOVES: dict[str, tuple[State, Action]] = {
 }
 DEFAULT_SHARE_PCT = 10
 MAX_REASON = 2000
+# Comparisons worked out for a page view, by (version bundle, production bundle): bundles are
+# immutable, so an entry never goes stale.
+_PAIRED: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+_PAIRED_LOCK = threading.Lock()
+_PAIRED_SIZE = 32
+# Resamples for a comparison worked out while the page waits (`planta retrain` keeps 2,000).
+PAGE_RESAMPLES = 1000
 
 
 def allowed_moves(state: str) -> list[str]:
@@ -58,6 +68,7 @@ def version_page(view: View, name: str, version: str) -> dict[str, Any]:
     from planta.ui.model_detail import bundle_metrics
 
     ctx["comparison"] = comparison(view, name, mv, bundle_metrics(view, mv))
+    ctx["paired"] = paired(view, name, mv)
     ctx["moves"] = allowed_moves(mv.state)
     ctx["share_pct"] = DEFAULT_SHARE_PCT
     ctx["four_eyes"] = view.rt.ws.project.settings.four_eyes
@@ -67,6 +78,79 @@ def version_page(view: View, name: str, version: str) -> dict[str, Any]:
     moved = view.request.query_params.get("moved")
     ctx["moved"] = moved if moved in MOVES else None  # only the redirect's own words
     return ctx
+
+
+def paired(view: View, name: str, mv: Any) -> dict[str, Any] | None:
+    """The version against production row by row on the same held-back records: the report
+    kept by `planta retrain`, else worked out now (and remembered) on the version's own
+    held-back records. None when there is no other production version."""
+    ws = view.rt.ws
+    production = ws.registry.aliases(name).get("production")
+    if production is None or production == mv.version:
+        return None
+    from planta.services.retrain import compare_versions, stored_comparison
+
+    try:
+        doc = stored_comparison(ws, name, mv.version, production)
+        stored = doc is not None
+        if doc is None:
+            key = (mv.bundle_digest, ws.registry.get_model(name, production).bundle_digest)
+            with _PAIRED_LOCK:
+                doc = _PAIRED.get(key)
+            if doc is None:
+                doc = compare_versions(ws, name, mv.version, production,
+                                       n_resamples=PAGE_RESAMPLES)
+                with _PAIRED_LOCK:
+                    _PAIRED[key] = doc
+                    while len(_PAIRED) > _PAIRED_SIZE:
+                        _PAIRED.popitem(last=False)
+    except PlantaError as exc:
+        return {"error": view.t("paired.error", message=exc.message)}
+    return paired_words(view.t, doc) | {"stored": stored, "production": production}
+
+
+def paired_words(t: Callable[..., str], doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored or fresh comparison report in the page's language."""
+    from planta.core.compare import format_p
+
+    report = doc.get("comparison") or {}
+    counts = report.get("counts") or {}
+    rows = doc.get("rows") or {}
+    verdict = report.get("verdict") or "unclear"
+    p = report.get("p_value")
+    luck = t(f"paired.luck_{verdict}", p=format_p(float(p)) if p is not None else "—")
+    n = rows.get("n", report.get("n_rows", 0))
+    if report.get("task") == "binary":
+        caught = int(counts.get("caught_a", 0)) - int(counts.get("caught_b", 0))
+        alarms = int(counts.get("false_alarms_a", 0)) - int(counts.get("false_alarms_b", 0))
+        headline = t("paired.sentence", n=n, luck=luck,
+                     caught=t(_delta_key("caught", caught), count=abs(caught)),
+                     alarms=t(_delta_key("alarms", alarms), count=abs(alarms)))
+    elif report.get("task") == "multiclass":
+        headline = t("paired.right", n=n, a=counts.get("right_a", 0),
+                     b=counts.get("right_b", 0), luck=luck)
+    else:
+        headline = t("paired.values", n=n, luck=luck)
+    lines = [headline]
+    diff = report.get("difference") or {}
+    if diff.get("lower") is not None and diff.get("upper") is not None:
+        lines.append(t("paired.metric", metric=t(f"metric_name.{report.get('metric')}"),
+                       a=f"{diff['a']:.3f}", b=f"{diff['b']:.3f}",
+                       low=f"{diff['lower']:+.3f}", high=f"{diff['upper']:+.3f}"))
+    test = report.get("test") or {}
+    if test.get("name") == "mcnemar" and test.get("p_value") is not None:
+        lines.append(t("paired.disagree", a=test.get("only_a_right"), b=test.get("only_b_right"),
+                       p=format_p(float(test["p_value"]))))
+    if rows.get("seen_by_champion"):
+        lines.append(t("paired.seen", count=rows["seen_by_champion"]))
+    if rows.get("dropped"):
+        lines.append(t("paired.dropped", count=rows["dropped"]))
+    return {"verdict": verdict, "title": t(f"paired.verdict_{verdict}"), "lines": lines,
+            "p_line": t("paired.p_line"), "n": n, "source": rows.get("source")}
+
+
+def _delta_key(what: str, delta: int) -> str:
+    return f"paired.{what}_" + ("same" if delta == 0 else "more" if delta > 0 else "fewer")
 
 
 def _share(view: View, raw: str | None) -> float | None:
@@ -119,4 +203,4 @@ async def move(view: View, name: str, version: int) -> Response:
                             status_code=303)
 
 
-__all__ = ["MOVES", "allowed_moves", "move", "version_page"]
+__all__ = ["MOVES", "allowed_moves", "move", "paired", "paired_words", "version_page"]

@@ -13,8 +13,16 @@ navigation bar.
       /ui/usecases/{name}/batch               batch.html    score a file as a job   (ui/uploads.py)
       /ui/jobs/{job_id}                       job.html      a job's state, counts, download
       /ui/usecases/{name}/feedback            feedback.html upload what really happened
+      /ui/usecases/{name}/monitoring          monitoring.html drift per input, scores, data
+                                                            quality (ui/monitoring.py)
+      /ui/usecases/{name}/performance         performance.html measured and estimated
+                                                            performance per window (ui/performance.py)
+      /ui/alerts                              alerts.html   alerts raised by rules; acknowledge
+                                                            or resolve them (ui/alerts.py)
       /ui/tokens                              tokens.html   admin: create, list, revoke tokens
                                                             (ui/tokens.py)
+      /ui/devices                             devices.html  edge devices, their outbox and drift
+                                                            (ui/devices.py)
       /ui/login                               login.html    keep a token in a cookie
 
 Adding a page (monitoring, devices) is three small steps:
@@ -40,6 +48,10 @@ from typing import Any
 
 from planta.core.lifecycle import Role, State
 from planta.errors import NotFoundError
+from planta.ui import alerts as alert_pages
+from planta.ui import devices as device_pages
+from planta.ui import monitoring as monitoring_page
+from planta.ui import performance as performance_page
 from planta.ui import tokens as token_pages
 from planta.ui import uploads, wizard
 from planta.ui.view import View
@@ -244,8 +256,14 @@ PAGES: list[Page] = [
     Page("nav.login", "/ui/login", "login.html", login, in_nav=False, role=None),
     Page("nav.batch", "/ui/usecases/{name}/batch", "batch.html", uploads.batch, in_nav=False),
     Page("nav.job", "/ui/jobs/{job_id}", "job.html", uploads.job, in_nav=False),
+    Page("nav.monitoring", "/ui/usecases/{name}/monitoring", "monitoring.html",
+         monitoring_page.monitoring, in_nav=False),
+    Page("nav.performance", "/ui/usecases/{name}/performance", "performance.html",
+         performance_page.performance, in_nav=False),
     Page("nav.feedback", "/ui/usecases/{name}/feedback", "feedback.html", uploads.feedback,
          in_nav=False),
+    Page("nav.alerts", "/ui/alerts", "alerts.html", alert_pages.alerts),
+    Page("nav.devices", "/ui/devices", "devices.html", device_pages.devices),
     Page("nav.tokens", "/ui/tokens", "tokens.html", token_pages.tokens, role=Role.ADMIN),
     Page("wizard.nav", "/ui/wizard", "wizard_start.html", wizard.start, role=Role.OPERATOR),
     Page("wizard.nav_draft", "/ui/wizard/{draft}", "wizard_draft.html", wizard.draft,

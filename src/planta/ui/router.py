@@ -23,6 +23,7 @@ from planta.errors import PlantaError
 from planta.server.errors import status_of
 from planta.server.guard import require
 from planta.ui import actions, approvals, uploads, whatif, wizard
+from planta.ui import alerts as alert_pages
 from planta.ui import tokens as token_pages
 from planta.ui.pages import PAGES, Page
 from planta.ui.view import View
@@ -101,6 +102,7 @@ router.add_api_route("/ui/tokens", _action(token_pages.create), methods=["POST"]
 router.add_api_route("/ui/tokens/{token_id}/revoke", _action(token_pages.revoke),
                      methods=["POST"])
 wizard.add_routes(router, _action)  # upload, create, train, progress JSON
+alert_pages.add_routes(router, _action)  # acknowledge / resolve an alert
 # Approval moves of the version page, and what-if on the score page.
 router.add_api_route("/ui/usecases/{name}/versions/{version}/move", _action(approvals.move),
                      methods=["POST"])

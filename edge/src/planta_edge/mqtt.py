@@ -1,0 +1,217 @@
+"""MQTT in and out: readings from the plant's broker, predictions back to it.
+
+    broker ──PUBLISH (QoS 1)──► on_message ─► runtime.submit ─► outbox commit ─► PUBACK
+                                                                             └─► output topic
+
+**Nothing acknowledged is lost, nothing lost is acknowledged.** The client acknowledges a
+reading (PUBACK, ``manual_ack``) only after the prediction made from it is committed to the
+outbox. It keeps a persistent session (MQTT 3.1.1 ``clean_session=False`` with a fixed client
+id), so while the device is down or reconnecting the broker keeps its readings, and after a
+reconnect it sends again every reading it had not seen acknowledged. A reading whose PUBACK
+was lost (the broker restarted before it arrived) comes again flagged as a duplicate with the
+same packet id; the link remembers the last ``REMEMBER_ACKED`` readings it stored (packet id,
+topic and payload) and acknowledges such a repeat without predicting it again. Only a repeat
+older than that memory, or from a publisher that re-sends on its own, is predicted twice (the
+hub then holds two predictions for it, with their own ids): at least once, never lost.
+
+**Payloads.** A JSON object is one reading; ``{"records": [...]}`` or a JSON list is several.
+The topic names the entity (``[[mqtt.inputs]] entity = "{1}"``: the second topic level).
+A payload that is not JSON, or not objects, is acknowledged (it would never parse, and holding
+it would block the session), counted as ``malformed`` and logged, never silently.
+
+**Broker side (production).** Mosquitto with ``persistence true`` (a restart keeps queued
+readings), ``max_inflight_messages 1000`` (the default 20 caps a manual-ack client at 20
+readings per commit), TLS (``tls_ca``/``tls_cert``/``tls_key``) and a password file with an
+ACL that lets the device read its input topics and write its output topic only. See the README.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import ssl
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from planta_edge.config import MqttConfig, TopicInput
+from planta_edge.runtime import EdgeRuntime, Prediction
+
+log = logging.getLogger("planta_edge.mqtt")
+
+# How many stored readings the link remembers, to recognise the broker's re-sends: a broker
+# re-sends at most its in-flight window (max_inflight_messages, 1,000 advised), so four times
+# that covers a restart with room to spare, in well under a megabyte.
+REMEMBER_ACKED = 4_000
+
+
+def _matches(pattern: str, topic: str) -> bool:
+    """MQTT topic filter matching (``+`` one level, ``#`` the rest).
+
+    >>> _matches("plant/+/readings", "plant/p7/readings"), _matches("plant/#", "plant/a/b")
+    (True, True)
+    """
+    p, t = pattern.split("/"), topic.split("/")
+    for i, part in enumerate(p):
+        if part == "#":
+            return True
+        if i >= len(t) or (part != "+" and part != t[i]):
+            return False
+    return len(p) == len(t)
+
+
+def parse_payload(payload: bytes | bytearray) -> list[dict[str, Any]]:
+    """The readings a message carries; ValueError when it carries none.
+
+    >>> parse_payload(b'{"torque_nm": 40}'), parse_payload(b'{"records": [{"a": 1}]}')
+    ([{'torque_nm': 40}], [{'a': 1}])
+    """
+    doc = json.loads(payload)
+    if isinstance(doc, dict) and isinstance(doc.get("records"), list):
+        doc = doc["records"]
+    elif isinstance(doc, dict):
+        doc = [doc]
+    if not isinstance(doc, list) or not doc or not all(isinstance(r, dict) for r in doc):
+        raise ValueError("not a JSON object or a list of objects")
+    return doc
+
+
+def make_client(cfg: MqttConfig, client_id: str, *, manual_ack: bool = False,
+                clean: bool = False) -> paho.Client:
+    """A paho client with the config's credentials, TLS and reconnect delays."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                         clean_session=clean, protocol=paho.MQTTv311, manual_ack=manual_ack)
+    if cfg.username:
+        client.username_pw_set(cfg.username, cfg.password)
+    if cfg.tls_ca or cfg.tls_cert:
+        client.tls_set(ca_certs=cfg.tls_ca, certfile=cfg.tls_cert, keyfile=cfg.tls_key,
+                       cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    # Outgoing QoS 1 messages wait in memory while the broker is away (bounded).
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(100_000)
+    return client
+
+
+class MqttLink:
+    """The device's MQTT connection: subscribes to the inputs, publishes the outputs.
+
+    It is also an output (:meth:`emit`) for the runtime: each committed prediction is published
+    to ``output_topic`` as JSON.
+    """
+
+    def __init__(self, cfg: MqttConfig, runtime: EdgeRuntime | None, *, device: str) -> None:
+        self.cfg = cfg
+        self.runtime = runtime
+        self.inputs: tuple[TopicInput, ...] = cfg.inputs
+        self.client = make_client(cfg, cfg.client_id or f"planta-edge-{device}",
+                                  manual_ack=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.connected = threading.Event()
+        self.received = 0
+        self.acked = 0
+        self.malformed = 0
+        self.repeats = 0
+        self.connects = 0
+        self._stored: collections.OrderedDict[tuple[int, int], None] = collections.OrderedDict()
+        self._stored_lock = threading.Lock()
+
+    def start(self) -> None:
+        """Connect in the background; reconnects by itself for as long as it runs."""
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def stats(self) -> dict[str, Any]:
+        return {"connected": self.connected.is_set(), "received": self.received,
+                "acked": self.acked, "malformed": self.malformed, "repeats": self.repeats,
+                "connects": self.connects}
+
+    # -- callbacks (paho's network thread) ----------------------------------------------------
+    def _on_connect(self, client: paho.Client, _userdata: Any, flags: Any, reason: Any,
+                    _props: Any) -> None:
+        if reason.is_failure:
+            log.warning("MQTT broker %s:%d refused the connection: %s", self.cfg.host,
+                        self.cfg.port, reason)
+            return
+        self.connects += 1
+        self.connected.set()
+        # Subscribing again on a kept session is harmless and covers a broker that lost it.
+        for item in self.inputs:
+            client.subscribe(item.topic, qos=self.cfg.qos)
+        log.info("MQTT connected to %s:%d (session kept: %s)", self.cfg.host, self.cfg.port,
+                 getattr(flags, "session_present", None))
+
+    def _on_disconnect(self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any,
+                       _props: Any) -> None:
+        self.connected.clear()
+        log.warning("MQTT connection to %s:%d lost (%s); reconnecting", self.cfg.host,
+                    self.cfg.port, reason)
+
+    def _on_message(self, client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        self.received += 1
+        mid, qos = msg.mid, msg.qos
+        key = (mid, hash((msg.topic, msg.payload)))
+        if msg.dup:
+            with self._stored_lock:
+                seen = key in self._stored
+            if seen:  # stored already; only its PUBACK was lost
+                self.repeats += 1
+                client.ack(mid, qos)
+                return
+        try:
+            records = parse_payload(msg.payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            self.malformed += 1
+            log.warning("MQTT message on %s is not a reading (%s); acknowledged and skipped "
+                        "(%d so far)", msg.topic, exc, self.malformed)
+            client.ack(mid, qos)
+            return
+        entity = self._entity(msg.topic)
+        if self.runtime is None:
+            return
+        future = self.runtime.submit(records, [entity] * len(records), source="mqtt")
+        future.add_done_callback(lambda f: self._committed(f, key, qos))
+
+    def _committed(self, future: Future[list[Prediction]], key: tuple[int, int],
+                   qos: int) -> None:
+        if future.exception() is not None:
+            # Not acknowledged: the broker sends the reading again after a reconnect.
+            log.error("reading %d not stored (%s); the broker will send it again", key[0],
+                      future.exception())
+            return
+        with self._stored_lock:
+            self._stored[key] = None
+            if len(self._stored) > REMEMBER_ACKED:
+                self._stored.popitem(last=False)
+        self.client.ack(key[0], qos)
+        self.acked += 1
+
+    def _entity(self, topic: str) -> str | None:
+        for item in self.inputs:
+            if _matches(item.topic, topic):
+                return item.entity_of(topic)
+        return None
+
+    # -- output -------------------------------------------------------------------------------
+    def emit(self, predictions: Sequence[Prediction]) -> None:
+        """Publish committed predictions (and refusals, with their reason) to the output topic."""
+        topic = self.cfg.output_topic
+        if not topic:
+            return
+        for p in predictions:
+            self.client.publish(topic, json.dumps(p.to_dict(), separators=(",", ":"),
+                                                  default=str), qos=self.cfg.output_qos)
+
+
+__all__ = ["MqttLink", "make_client", "parse_payload"]

@@ -1,0 +1,99 @@
+"""planta's one message catalogue, read by the CLI and the web UI alike.
+
+Each language is one set of keys, kept in JSON files in two places:
+
+    planta/locale/<lang>.json      what the CLI says: command output, reports, errors, the card
+    planta/ui/locale/<lang>.json   the words on the web pages
+
+Both files of a language are loaded into one mapping (a key lives in exactly one of them; a
+test keeps the two languages' key sets, and their ``{placeholders}``, equal). English is the
+reference; a key missing from another language falls back to English, then to the key itself,
+so nothing breaks on a missing message.
+
+The language: ``PLANTA_LANG`` over ``[ui] lang`` in planta.toml (see :mod:`planta.settings`);
+in the browser, ``?lang=`` or the ``planta_lang`` cookie over those.
+
+>>> translator("es")("nav.audit")
+'Auditoría'
+>>> translator("en")("version.title", version=3)
+'Version 3'
+>>> env_lang({"PLANTA_LANG": "es_ES.UTF-8"})
+'es'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from planta.settings import LANGS
+
+PACKAGE_DIR = Path(__file__).parent
+# The CLI's (and shared) messages first, then the web pages'.
+LOCALE_DIRS = (PACKAGE_DIR / "locale", PACKAGE_DIR / "ui" / "locale")
+DEFAULT_LANG = "en"
+
+Translate = Callable[..., str]
+
+
+def catalogue_files(lang: str) -> list[Path]:
+    """The JSON files that together hold ``lang``'s messages."""
+    return [folder / f"{lang}.json" for folder in LOCALE_DIRS if (folder / f"{lang}.json").exists()]
+
+
+@cache
+def catalogue(lang: str) -> Mapping[str, str]:
+    """Every message of ``lang`` (one of :data:`planta.settings.LANGS`), key → text."""
+    if lang not in LANGS:
+        raise KeyError(f"no catalogue for language {lang!r}; known: {', '.join(LANGS)}")
+    data: dict[str, str] = {}
+    for path in catalogue_files(lang):
+        with path.open(encoding="utf-8") as fh:
+            data.update(json.load(fh))
+    return data
+
+
+def translator(lang: str) -> Translate:
+    """``t(key, **kw)`` for one language: the message with ``{placeholders}`` filled in."""
+    messages = catalogue(lang if lang in LANGS else DEFAULT_LANG)
+    english = catalogue(DEFAULT_LANG)
+
+    def t(key: str, **kw: Any) -> str:
+        text = messages.get(key) or english.get(key) or key
+        return text.format(**kw) if kw else text
+
+    return t
+
+
+def normalise(value: str | None) -> str | None:
+    """``es_ES.UTF-8`` → ``es``; None where ``value`` names no language planta speaks."""
+    if not value:
+        return None
+    lang = value.split("_")[0].split(".")[0].split("-")[0].strip().lower()
+    return lang if lang in LANGS else None
+
+
+def env_lang(env: Mapping[str, str] | None = None) -> str:
+    """The CLI's language: ``PLANTA_LANG`` when it names one planta speaks, else English.
+
+    The CLI reads only the environment here, so that it can speak before (and without) a
+    project; a project's ``[ui] lang`` applies to the pages it serves.
+    """
+    env = os.environ if env is None else env
+    return normalise(env.get("PLANTA_LANG")) or DEFAULT_LANG
+
+
+def choose_lang(query: str | None, cookie: str | None, default: str) -> str:
+    """A page's language: ``?lang=`` over the ``planta_lang`` cookie over the project's."""
+    for value in (query, cookie, default):
+        if value and value.lower() in LANGS:
+            return value.lower()
+    return DEFAULT_LANG
+
+
+__all__ = ["DEFAULT_LANG", "LOCALE_DIRS", "Translate", "catalogue", "catalogue_files",
+           "choose_lang", "env_lang", "normalise", "translator"]
