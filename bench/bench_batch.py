@@ -12,7 +12,9 @@ plain  = pandas.read_csv + lightgbm.Booster.predict on the six honest columns + 
          (the anchors' "plain" mode; a LightGBM model trained with default settings)
 planta = `planta score failure IN.csv -o OUT.csv` with the production model of a project trained
          by `planta train --budget 20` on AI4I 2020: every row validated against the contract,
-         feature steps applied, status and reason written, the batch recorded.
+         feature steps applied, status and reason written, the batch recorded. The model runs
+         through the in-memory onnxruntime engine when it is exact (planta.services.onnx_engine)
+planta-native = the same with PLANTA_ENGINE=native (the boosters' own predict): the engine's gain
 Results: bench/out/batch.jsonl and a markdown table on stdout.
 """
 
@@ -40,9 +42,10 @@ import sys, pandas as pd, lightgbm as lgb
 model = lgb.Booster(model_file=sys.argv[1])
 df = pd.read_csv(sys.argv[2])
 df["Type"] = df["Type"].map({"L": 0, "M": 1, "H": 2})
-p = model.predict(df[%r].to_numpy())
+p = model.predict(df[FEATURES].to_numpy())
 pd.DataFrame({"probability": p}).to_csv(sys.argv[3], index=False)
-""" % FEATURES
+""".replace("FEATURES", repr(FEATURES))
+MODES = ("plain", "planta", "planta-native")
 
 
 def make_input(rows: int) -> Path:
@@ -131,7 +134,7 @@ def main() -> None:
     for rows in args.rows:
         src = make_input(rows)
         for rep in range(args.reps):
-            for mode in ("plain", "planta"):
+            for mode in MODES:
                 dst = OUT / f"pred_{mode}.csv"
                 dst.unlink(missing_ok=True)
                 if mode == "plain":
@@ -139,6 +142,7 @@ def main() -> None:
                 else:
                     cmd = [planta, "score", "failure", str(src), "-o", str(dst), "--json"]
                 load = os.getloadavg()[0]
+                os.environ["PLANTA_ENGINE"] = "native" if mode == "planta-native" else "auto"
                 wall, cpu, rss = timed(cmd, cwd=project)
                 with dst.open("rb") as fh:
                     lines = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b""))
@@ -157,12 +161,12 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for rows in args.rows:
         med = {}
-        for mode in ("plain", "planta"):
+        for mode in MODES:
             sel = [r for r in results if r["rows"] == rows and r["mode"] == mode]
             med[mode] = tuple(float(np.median([r[k] for r in sel]))
                               for k in ("rows_per_s", "wall_s", "cpu_s", "peak_rss_mb"))
-        for mode in ("plain", "planta"):
-            ratio = f"{med['planta'][0] / med['plain'][0]:.2f}×" if mode == "planta" else ""
+        for mode in MODES:
+            ratio = f"{med[mode][0] / med['plain'][0]:.2f}×" if mode != "plain" else ""
             print(f"| {rows:,} | {mode} | {med[mode][0]:,.0f} | {med[mode][1]:.1f} | "
                   f"{med[mode][2]:.1f} | {med[mode][3]:.0f} | {ratio} |")
 

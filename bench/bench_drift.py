@@ -24,12 +24,15 @@ the monitoring report over a year-sized prediction log.
    with a year of AI4I-like predictions (one request per record, as a line sends them), then
    ``planta.services.monitor.monitor`` over 24 hours, 7 days, 30 days and the whole year, each
    cold (no cache) and warm (closed hours from the cache). Results: bench/out/drift_log.jsonl.
+   ``--project bench/out/ui_project`` reuses a project whose log is already filled (its
+   monitoring cache is deleted before each cold run); ``--windows 365d`` times one span.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import sys
@@ -102,36 +105,45 @@ def _fill_log(ws: Any, rows: int, now: datetime) -> float:
     return time.perf_counter() - t
 
 
-def bench_log(rows: int, reps: int, budget_s: float) -> list[dict[str, Any]]:
+def bench_log(rows: int, reps: int, budget_s: float, project: Path | None = None,
+              windows: list[str] | None = None) -> list[dict[str, Any]]:
     from planta.services import monitor as mon
+    from planta.services.workspace import Workspace
 
-    root = Path(tempfile.mkdtemp(prefix="planta-drift-log-")) / "plant"
     now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
-    ws = _project(root, budget_s)
-    fill_s = _fill_log(ws, rows, now)
-    print(f"filled {rows:,} log rows in {fill_s:.1f} s", file=sys.stderr)
+    if project is None:
+        root = Path(tempfile.mkdtemp(prefix="planta-drift-log-")) / "plant"
+        ws = _project(root, budget_s)
+        fill_s = _fill_log(ws, rows, now)
+        print(f"filled {rows:,} log rows in {fill_s:.1f} s", file=sys.stderr)
+    else:  # a project whose log is already filled (bench_ui.py's): its cache is cleared
+        root = project
+        ws = Workspace.open(root)
     out = []
     cache = root / ".planta" / "cache" / "monitor"
-    for label, span in (("24h", timedelta(hours=24)), ("7d", timedelta(days=7)),
-                        ("30d", timedelta(days=30)), ("365d", timedelta(days=365))):
+    spans = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30),
+             "365d": timedelta(days=365)}
+    for label, span in ((k, spans[k]) for k in windows or spans):
         for rep in range(reps):
             shutil.rmtree(cache, ignore_errors=True)
             mon._BASELINES.clear()
             for state in ("cold", "warm"):
                 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-                t = time.perf_counter()
+                t, cpu = time.perf_counter(), time.process_time()
                 result = mon.monitor(ws, "failure", since=now - span, until=now, now=now)
-                seconds = time.perf_counter() - t
+                seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
                 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 line = {"bench": "drift_log", "log_rows": rows, "window": label,
                         "state": state, "rep": rep + 1, "window_rows": result.report.rows,
-                        "seconds": round(seconds, 4), "peak_rss_mb": round(after),
+                        "seconds": round(seconds, 4), "cpu_s": round(cpu, 4),
+                        "load": round(os.getloadavg()[0], 1), "peak_rss_mb": round(after),
                         "rss_rise_mb": round(after - before, 1),
                         "drifted": [f.name for f in result.report.drifted]}
                 out.append(line)
                 print(json.dumps(line), flush=True)
     ws.close()
-    shutil.rmtree(root.parent, ignore_errors=True)
+    if project is None:
+        shutil.rmtree(root.parent, ignore_errors=True)
     return out
 
 
@@ -142,9 +154,12 @@ def main() -> None:
     log.add_argument("--rows", type=int, default=1_000_000)
     log.add_argument("--reps", type=int, default=2)
     log.add_argument("--budget", type=float, default=5.0)
+    log.add_argument("--project", type=Path, default=None,
+                     help="a project whose log is already filled (e.g. bench/out/ui_project)")
+    log.add_argument("--windows", default="24h,7d,30d,365d")
     a = ap.parse_args()
     OUT.mkdir(exist_ok=True)
-    lines = bench_log(a.rows, a.reps, a.budget)
+    lines = bench_log(a.rows, a.reps, a.budget, a.project, a.windows.split(","))
     with (OUT / "drift_log.jsonl").open("a", encoding="utf-8") as fh:
         for line in lines:
             fh.write(json.dumps(line | {"date": f"{datetime.now(UTC):%Y-%m-%d}"}) + "\n")

@@ -13,6 +13,8 @@ planta configurations (each a fresh `planta serve` with the worker thread on, as
   full     validation, logging (durability full: fsync per group commit), metrics; no auth
   process  the same with PLANTA_LOG_DURABILITY=process (commits reach the OS, no fsync)
   nolog    --no-log-predictions (hidden flag, only for measuring the log's cost)
+  native   full with PLANTA_ENGINE=native: the model runs on the native boosters instead of
+           the in-memory onnxruntime engine (planta.services.onnx_engine); the engine's gain
   auth     full + --require-auth, a bearer token from `planta token create --role operator`
 Loads: one record per request at --conc (8), and 1,000-record requests at --batch-conc (8).
 
@@ -55,7 +57,7 @@ PERF_BASE = OUT / "perfbase"
 SERVER_CPU, LOAD_CPU = "1", "0"
 PORT = 8311
 USECASE = "failure"
-CONFIGS = ("full", "process", "nolog", "auth")
+CONFIGS = ("full", "native", "process", "nolog", "auth")
 MAX_RUN_S = 20
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -250,7 +252,8 @@ def planta_server(config: str) -> tuple[list[str], dict[str, str], Path]:
     if config == "auth":
         cmd.append("--require-auth")
     env = os.environ | {"PLANTA_USER": "bench",
-                        "PLANTA_LOG_DURABILITY": "process" if config == "process" else "full"}
+                        "PLANTA_LOG_DURABILITY": "process" if config == "process" else "full",
+                        "PLANTA_ENGINE": "native" if config == "native" else "auto"}
     return cmd, env, PROJECT
 
 
@@ -453,7 +456,9 @@ for label, path in (("single", sys.argv[2]), ("batch", sys.argv[3])):
     row = {
         "parse_json": cpu_us(lambda: records_of(orjson.loads(raw), max_records=10_000), n),
         "validate": cpu_us(lambda: validate_records(scorer.contract, records), n),
-        "model": cpu_us(lambda: scorer.predictor.predict(checked.values), n),
+        "model": cpu_us(lambda: (scorer.engine or scorer.predictor).predict(checked.values),
+                        n),
+        "model_native": cpu_us(lambda: scorer.predictor.predict(checked.values), n),
         "scorer_total": cpu_us(lambda: scorer.predict(records), n),
         "answer_json": cpu_us(lambda: orjson.dumps({"usecase": "failure", "model_version": 1,
                                                    "route": "production",
@@ -522,13 +527,16 @@ def summarize(results: list[dict[str, Any]], micro_out: dict[str, Any] | None) -
         table.append(entry)
     summary: dict[str, Any] = {"table": table, "micro_cpu_us": micro_out}
     floor, floor_cpu = ("fastapi1", "single"), ("fastapi1 (CPU-accounted)", "single")
-    for cfg in ("full", "process", "nolog", "auth"):
+    for cfg in ("full", "native", "process", "nolog", "auth"):
         one = (f"planta-{cfg}", "single")
         summary[f"{cfg}_single_rps_vs_fastapi"] = per_rep_ratio(results, one, floor, "rps")
         summary[f"{cfg}_single_p99_vs_fastapi"] = per_rep_ratio(results, one, floor, "p99_ms")
         summary[f"{cfg}_single_rps_per_core_vs_fastapi"] = per_rep_ratio(
             results, one, floor_cpu, "rps_per_core")
     for load in ("single", "batch"):
+        # The onnxruntime engine's gain: the same server with the native boosters.
+        summary[f"{load}_full_rps_vs_native"] = per_rep_ratio(
+            results, ("planta-full", load), ("planta-native", load), "rps")
         nolog = ("planta-nolog", load)
         for cfg in ("full", "process", "auth"):
             this = (f"planta-{cfg}", load)

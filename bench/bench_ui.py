@@ -235,11 +235,12 @@ def weigh(client: httpx.Client, html: str) -> int:
     return total
 
 
-def time_pages(root: Path, reps: int) -> list[dict[str, Any]]:
+def time_pages(root: Path, reps: int, settle_s: float = 0.0) -> list[dict[str, Any]]:
     from planta.ui.pages import PAGES
 
     srv = Served(root)
     srv.wait("/readyz")
+    time.sleep(settle_s)
     rows = []
     try:
         with httpx.Client(base_url=srv.url, timeout=60) as client:
@@ -250,7 +251,9 @@ def time_pages(root: Path, reps: int) -> list[dict[str, Any]]:
                 if "?" in path:
                     rows.append({"page": page.path, "skipped": "no value for a parameter"})
                     continue
+                t0 = time.perf_counter()
                 first = client.get(path)
+                first_ms = (time.perf_counter() - t0) * 1000
                 ids, walls = [], []
                 for _ in range(reps):
                     t0 = time.perf_counter()
@@ -258,12 +261,16 @@ def time_pages(root: Path, reps: int) -> list[dict[str, Any]]:
                     walls.append((time.perf_counter() - t0) * 1000)
                     ids.append(r.headers.get("x-request-id"))
                 rows.append({"page": page.path, "url": path, "status": first.status_code,
-                             "wall_ms": walls, "ids": ids,
+                             "first_ms": first_ms, "wall_ms": walls, "ids": ids,
                              "weight_bytes": weigh(client, first.text)})
         time.sleep(0.5)  # let the last access-log lines reach the file
         server = srv.durations()
     finally:
         srv.stop()
+    # The background warm-up's line (planta.services.warmup): how long the first read took.
+    warmed = [line for line in srv.log_path.read_text(errors="replace").splitlines()
+              if "monitoring caches of" in line]
+    rows.append({"page": "(warm-up)", "skipped": "; ".join(warmed)[:400] or "no line logged"})
     srv.log_path.unlink(missing_ok=True)
     for row in rows:
         if "ids" in row:
@@ -278,14 +285,15 @@ def _p95(values: list[float]) -> float:
 def report(doc: dict[str, Any]) -> str:
     lines = [f"Prediction log: {doc['rows']:,} predictions over 365 days "
              f"(+{doc['rows'] // 10:,} feedback); {doc['reps']} GETs per page after one warm-up.",
-             "", "| page | status | server median / p95 ms | wall median / p95 ms | "
-             "weight (HTML+CSS+JS) |", "|---|---|---|---|---|"]
+             "", "| page | status | first GET ms | server median / p95 ms | "
+             "wall median / p95 ms | weight (HTML+CSS+JS) |", "|---|---|---|---|---|---|"]
     for row in doc["pages"]:
         if "skipped" in row:
-            lines.append(f"| `{row['page']}` | skipped: {row['skipped']} | | | |")
+            lines.append(f"| `{row['page']}` | skipped: {row['skipped']} | | | | |")
             continue
         s, w = row["server_ms"], row["wall_ms"]
-        lines.append(f"| `{row['page']}` | {row['status']} | {statistics.median(s):.0f} / "
+        lines.append(f"| `{row['page']}` | {row['status']} | {row['first_ms']:.0f} | "
+                     f"{statistics.median(s):.0f} / "
                      f"{_p95(s):.0f} | {statistics.median(w):.0f} / {_p95(w):.0f} | "
                      f"{row['weight_bytes'] / 1024:.1f} kB |")
     lines.append("")
@@ -307,6 +315,12 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--starts", type=int, default=3)
     parser.add_argument("--fresh", action="store_true", help="rebuild the cached project")
+    parser.add_argument("--cold-cache", action="store_true",
+                        help="delete the project's monitoring caches first (.planta/cache), so "
+                             "the server's background warm-up and the first GETs start cold")
+    parser.add_argument("--settle", type=float, default=0.0,
+                        help="seconds to wait after /readyz before the first page (lets the "
+                             "background warm-up finish)")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     marker = PROJECT / "bench-rows.txt"
@@ -317,9 +331,13 @@ def main() -> None:
         marker.write_text(str(args.rows))
     if not BARE.exists():
         build_project(BARE)
-    doc = {"rows": args.rows, "reps": args.reps,
-           "at": datetime.now(UTC).isoformat(timespec="seconds"),
-           "starts": start_times(args.starts), "pages": time_pages(PROJECT, args.reps)}
+    at, load, starts = datetime.now(UTC), os.getloadavg()[0], start_times(args.starts)
+    if args.cold_cache:  # after the start-up timings, whose servers began warming it
+        shutil.rmtree(PROJECT / ".planta" / "cache", ignore_errors=True)
+    doc = {"rows": args.rows, "reps": args.reps, "cold_cache": args.cold_cache,
+           "settle_s": args.settle, "load_before": load,
+           "at": at.isoformat(timespec="seconds"), "starts": starts,
+           "pages": time_pages(PROJECT, args.reps, args.settle)}
     (OUT / "ui.json").write_text(json.dumps(doc, indent=1))
     print(report(doc))
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: a throwaway PostgreSQL server, and a store URL for each engine.
+"""Shared fixtures: a throwaway PostgreSQL server, a store URL for each engine, and (from
+``mqtt_broker.py``) a real Mosquitto broker.
 
 The server is started once per test session from the PostgreSQL server binaries
 (``apt-get install postgresql``) in a private folder, on a free loopback port, and stopped at
@@ -24,6 +25,9 @@ import pytest
 from ulid import ULID
 
 READY_TIMEOUT_S = 60.0
+
+# The real Mosquitto broker (fixture ``mosquitto``), one definition for every folder.
+pytest_plugins = ["mqtt_broker"]
 
 
 def _pg_bin() -> Path | None:

@@ -229,23 +229,23 @@ def test_cli_enrol_list_pin_revoke(project: Path, monkeypatch) -> None:
     assert os.environ["PLANTA_USER"] == "ana"
 
 
-def test_simulate_publishes_readings_with_faults(broker) -> None:
+def test_simulate_publishes_readings_with_faults(mosquitto) -> None:
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
     got: list[bytes] = []
     sub = paho.Client(CallbackAPIVersion.VERSION2, client_id="watch")
     sub.on_message = lambda c, u, m: got.append(m.payload)
-    sub.connect("127.0.0.1", broker.port)
+    sub.connect("127.0.0.1", mosquitto.port)
     sub.subscribe("plant/+/readings", qos=1)
     sub.loop_start()
     try:
-        out = CliRunner().invoke(cli, ["simulate", "--port", str(broker.port), "--count",
+        out = CliRunner().invoke(cli, ["simulate", "--port", str(mosquitto.port), "--count",
                                        "200", "--rate", "0", "--faults", "0.2", "--seed", "3",
                                        "--drift", "20", "--json"])
         assert out.exit_code == 0, out.output
         report = json.loads(out.output)
-        from conftest import wait_for
+        from mqtt_broker import wait_for
 
         wait_for(lambda: len(got) == 200, 10, "200 readings")
     finally:

@@ -1,5 +1,6 @@
 """Readings over a real Mosquitto broker: QoS 1 end to end, a broker restart mid-stream loses
-nothing, predictions published back, credentials, topic ACLs and TLS on the broker."""
+nothing, a publisher's re-sends are dropped, predictions published back, credentials, topic ACLs
+and TLS on the broker."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-from conftest import MOSQUITTO, Broker, free_port, wait_for, write_mosquitto_conf
 from edgefakes import FakeModel, reading
+from mqtt_broker import MOSQUITTO, Broker, free_port, wait_for, write_mosquitto_conf
 from paho.mqtt.enums import CallbackAPIVersion
 
 from planta_edge.config import MqttConfig, TopicInput
@@ -34,29 +35,42 @@ def _entities(box: Outbox) -> list[str]:
 
 
 @pytest.fixture
-def device(broker: Broker, tmp_path: Path):
-    box = Outbox(tmp_path / "outbox.db")
-    rt = EdgeRuntime(FakeModel(), box)
-    cfg = MqttConfig(port=broker.port, client_id="edge-press-07",
-                     inputs=(TopicInput("plant/+/readings", "{1}"),),
-                     output_topic="planta/press-07/predictions")
-    link = MqttLink(cfg, rt, device="press-07")
-    rt.outputs = [link]
-    link.start()
-    wait_for(link.connected.is_set, 10, "the device to connect")
-    yield link, rt, box
-    link.stop()
-    rt.close()
-    box.close()
+def make_device(mosquitto: Broker, tmp_path: Path):
+    """``make_device(**mqtt_config)``: a connected device (FakeModel) on the test's broker."""
+    made: list[tuple[MqttLink, EdgeRuntime, Outbox]] = []
+
+    def make(**kw: Any) -> tuple[MqttLink, EdgeRuntime, Outbox]:
+        box = Outbox(tmp_path / f"outbox-{len(made)}.db")
+        rt = EdgeRuntime(FakeModel(), box)
+        cfg = MqttConfig(port=mosquitto.port, client_id=f"edge-press-07-{len(made)}",
+                         inputs=(TopicInput("plant/+/readings", "{1}"),),
+                         output_topic="planta/press-07/predictions", **kw)
+        link = MqttLink(cfg, rt, device="press-07")
+        rt.outputs = [link]
+        link.start()
+        made.append((link, rt, box))
+        wait_for(link.connected.is_set, 10, "the device to connect")
+        return link, rt, box
+
+    yield make
+    for link, rt, box in made:
+        link.stop()
+        rt.close()
+        box.close()
 
 
-def test_readings_in_predictions_out_acked_after_commit(broker: Broker, device) -> None:
+@pytest.fixture
+def device(make_device):
+    return make_device()
+
+
+def test_readings_in_predictions_out_acked_after_commit(mosquitto: Broker, device) -> None:
     link, rt, box = device
     got: list[dict[str, Any]] = []
-    watcher = _publisher(broker.port, "watcher")
+    watcher = _publisher(mosquitto.port, "watcher")
     watcher.on_message = lambda c, u, m: got.append(json.loads(m.payload))
     watcher.subscribe("planta/press-07/predictions", qos=1)
-    pub = _publisher(broker.port)
+    pub = _publisher(mosquitto.port)
     try:
         wait_for(link.connected.is_set, 5, "connection")
         pub.publish("plant/m1/readings", json.dumps(reading(1)), qos=1).wait_for_publish(5)
@@ -76,17 +90,17 @@ def test_readings_in_predictions_out_acked_after_commit(broker: Broker, device) 
     assert refused[0]["entity"] == "m4" and "below" in refused[0]["reason"]
 
 
-def test_broker_restart_mid_stream_loses_no_qos1_message(broker: Broker, device) -> None:
+def test_broker_restart_mid_stream_loses_no_qos1_message(mosquitto: Broker, device) -> None:
     link, _rt, box = device
-    pub = _publisher(broker.port)
+    pub = _publisher(mosquitto.port)
     sent: list[Any] = []
     try:
         for i in range(300):
             sent.append(pub.publish(f"plant/m{i}/readings", json.dumps(reading(i)), qos=1))
-        broker.stop()                       # SIGTERM: mosquitto saves its queues and sessions
+        mosquitto.stop()                       # SIGTERM: mosquitto saves its queues and sessions
         for i in range(300, 500):           # published while the broker is away: queued
             sent.append(pub.publish(f"plant/m{i}/readings", json.dumps(reading(i)), qos=1))
-        broker.start()
+        mosquitto.start()
         for i in range(500, 700):
             sent.append(pub.publish(f"plant/m{i}/readings", json.dumps(reading(i)), qos=1))
         wait_for(lambda: {f"m{i}" for i in range(700)} <= set(_entities(box)), 60,
@@ -99,6 +113,71 @@ def test_broker_restart_mid_stream_loses_no_qos1_message(broker: Broker, device)
     # publisher re-sending a reading the broker had already taken can still make a duplicate.
     assert len(entities) - 700 <= 50
     assert link.connects >= 2
+
+
+def test_a_publishers_resend_is_dropped_within_the_window(mosquitto: Broker, make_device
+                                                          ) -> None:
+    """A publisher that sends a reading again (new packet, same reading id) gets it acked but
+    not predicted twice; readings without an id, or from another entity, are all predicted."""
+    link, rt, box = make_device()
+    pub = _publisher(mosquitto.port)
+    first = dict(reading(1), reading_id="r-1")
+    try:
+        for topic, payload in [
+                ("plant/m1/readings", first),
+                ("plant/m1/readings", first),                         # the re-send
+                ("plant/m2/readings", first),                         # same id, other machine
+                ("plant/m1/readings", {"records": [first, dict(reading(2), reading_id="r-2")]}),
+                ("plant/m1/readings", reading(3)),                    # no id: never a repeat
+                ("plant/m1/readings", reading(3))]:
+            pub.publish(topic, json.dumps(payload), qos=1).wait_for_publish(5)
+        wait_for(lambda: link.acked == 5 and link.duplicates == 2, 10,
+                 "every message acknowledged")
+    finally:
+        pub.loop_stop()
+    wait_for(lambda: len(box.peek(100)) == 5, 10, "the predictions")
+    rows = box.peek(100)
+    assert [r.entity for r in rows] == ["m1", "m2", "m1", "m1", "m1"]
+    assert link.duplicates == 2 and rt.stats.refused == 0     # the id never reached the model
+    assert all("reading_id" not in json.loads(r.body)["inputs"] for r in rows)
+    assert link.stats()["duplicates"] == 2
+
+
+def test_the_duplicate_check_is_bounded_and_can_be_turned_off(mosquitto: Broker, make_device
+                                                              ) -> None:
+    """With a window of 2, a reading id older than the last two comes in as new; with
+    ``dedup_window = 0`` nothing is dropped (and an unknown field is refused by the contract)."""
+    link, _rt, box = make_device(dedup_window=2, dedup_fields=("reading_id",))
+    off, off_rt, off_box = make_device(dedup_window=0)
+    pub = _publisher(mosquitto.port)
+    try:
+        for i in (1, 2, 3, 1, 3):                  # 1 has left the window when it comes back
+            pub.publish("plant/m1/readings", json.dumps(dict(reading(i), reading_id=i)),
+                        qos=1).wait_for_publish(5)
+        wait_for(lambda: link.acked + link.duplicates == 5 and off.acked == 5, 10,
+                 "every message acknowledged")
+    finally:
+        pub.loop_stop()
+    assert [json.loads(r.body)["inputs"]["torque_nm"] for r in box.peek(100)] == [
+        reading(i)["torque_nm"] for i in (1, 2, 3, 1)]
+    assert link.duplicates == 1
+    assert off.duplicates == 0 and off_box.peek(100) == []
+    assert off_rt.stats.refused_by_rule == {"extra_field": 5}
+
+
+def test_the_duplicate_check_in_the_config_file() -> None:
+    from planta_edge.config import EdgeConfig
+    from planta_edge.errors import ConfigError
+
+    cfg = EdgeConfig.from_dict({"device": "d", "mqtt": {"dedup_fields": ["machine", "ts"],
+                                                        "dedup_window": 500}})
+    assert cfg.mqtt is not None
+    assert (cfg.mqtt.dedup_fields, cfg.mqtt.dedup_window) == (("machine", "ts"), 500)
+    assert EdgeConfig.from_dict({"device": "d", "mqtt": {}}).mqtt.dedup_fields == ("reading_id",)
+    with pytest.raises(ConfigError, match="dedup_window"):
+        EdgeConfig.from_dict({"device": "d", "mqtt": {"dedup_window": -1}})
+    with pytest.raises(ConfigError, match="dedup_fields"):
+        EdgeConfig.from_dict({"device": "d", "mqtt": {"dedup_fields": [1]}})
 
 
 def _passwd(folder: Path, users: dict[str, str]) -> Path:

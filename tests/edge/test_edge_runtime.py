@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import EdgeBundle, free_port, wait_for
+from edgeprocs import EdgeBundle
+from mqtt_broker import free_port, wait_for
 
 from planta_edge.cli import EdgeApp
 from planta_edge.config import EdgeConfig

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EdgeBundle, Hub, free_port, wait_for
 from edgefakes import FakeModel, TcpProxy, reading
+from edgeprocs import EdgeBundle, Hub
+from mqtt_broker import free_port, wait_for
 
 from planta_edge.outbox import Outbox
 from planta_edge.runtime import EdgeRuntime

@@ -1,11 +1,7 @@
-"""Fixtures for monitoring tests: a real Mosquitto broker, a real HTTP sink, a small project.
+"""Fixtures for monitoring tests: a real HTTP sink and a small project.
 
-``mosquitto`` starts ``/usr/sbin/mosquitto`` on a free loopback port (anonymous, no
-persistence) and yields a :class:`receivers.Broker` with its URL, ``stop()``/``start()`` for
-outages and a ``subscribe`` helper that collects messages with a real paho-mqtt client; it skips
-(naming what is missing) when Mosquitto is not installed. Fixtures here are seen by
-tests/monitor only: to share the broker with other folders, move ``mosquitto`` into
-tests/conftest.py and ``receivers.py`` beside it.
+The real Mosquitto broker (fixture ``mosquitto``, class ``Broker``) is shared by every test
+folder: it lives in ``tests/mqtt_broker.py``, registered in ``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -18,25 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from receivers import Broker, HttpSink, free_port, mosquitto_binary
-
-
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Broker]:
-    """A real Mosquitto broker on a free loopback port, stopped after the test."""
-    binary = mosquitto_binary()
-    if binary is None:
-        pytest.skip("Mosquitto is not installed (apt-get install mosquitto)")
-    port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                    "log_dest stderr\n")
-    broker = Broker("127.0.0.1", port, conf, binary)
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
+from receivers import HttpSink
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from receivers import Broker, HttpSink, free_port
+from mqtt_broker import Broker
+from receivers import HttpSink, free_port
 
 from planta.services.alerts import AlertService
 from planta.services.workspace import Workspace

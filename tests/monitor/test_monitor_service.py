@@ -149,13 +149,13 @@ def test_closed_hours_come_from_the_cache_until_the_log_changes(
     cached = list((root / ".planta" / "cache" / "monitor" / "failure").rglob("*.json"))
     assert len(cached) >= 4
     scans: list[tuple[datetime, datetime]] = []
-    real_scan = monitor_log._scan_log
+    real_scan = monitor_log._scan_spans
 
-    def counting(store: Any, baseline: Any, win: Any, since: datetime, until: datetime) -> int:
-        scans.append((since, until))
-        return real_scan(store, baseline, win, since, until)
+    def counting(store: Any, baseline: Any, spans: list[tuple[datetime, datetime]]) -> Any:
+        scans.extend(spans)
+        return real_scan(store, baseline, spans)
 
-    monkeypatch.setattr(monitor_log, "_scan_log", counting)
+    monkeypatch.setattr(monitor_log, "_scan_spans", counting)
     again = mon.monitor(ws, "failure", **window).to_dict()
     assert again["features"] == first["features"]
     assert scans == []  # four whole, settled hours: nothing read from the log
@@ -170,11 +170,11 @@ def test_closed_hours_come_from_the_cache_until_the_log_changes(
     late = mon.monitor(ws, "failure", **window).to_dict()
     assert late["rows"] == first["rows"] + 1
     assert scans == [(DAY0 + timedelta(hours=3), DAY0 + timedelta(hours=4))]  # that hour only
-    # A whole day is built from its hours once, then read as one file.
+    # A whole settled day is read from the log in one pass, then as one file.
     scans.clear()
     day = mon.monitor(ws, "failure", **_window((0, 24))).to_dict()
     assert day["rows"] == 24 * PER_HOUR + 1
-    assert all(until - since == timedelta(hours=1) for since, until in scans)  # from hours
+    assert scans == [(DAY0, DAY0 + timedelta(hours=24))]
     assert any((root / ".planta" / "cache" / "monitor" / "failure").rglob("20260302.json"))
     scans.clear()
     assert mon.monitor(ws, "failure", **_window((0, 24))).to_dict()["features"] == \

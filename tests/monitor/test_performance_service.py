@@ -137,9 +137,12 @@ def test_counts_and_realised_metrics_match_the_metrics_module(plant) -> None:
         rows = [i for i in data["labelled"] if day * PER_DAY <= i < (day + 1) * PER_DAY]
         expected = binary_metrics(data["truth"][rows], data["prob"][rows], data["threshold"])
         assert w.realised is not None
-        for name in ("recall", "precision", "accuracy", "roc_auc"):
+        for name in ("recall", "precision", "accuracy"):
             got, want = w.realised[name].value, expected[name]
             assert got == pytest.approx(want, abs=1e-12) or (np.isnan(got) and np.isnan(want))
+        # Ranking metrics only when the objective names them (recall>=… here): their
+        # bootstrap was most of a window's cost.
+        assert "roc_auc" not in w.realised and "pr_auc" not in w.realised
         assert w.realised["accuracy"].lower <= w.realised["accuracy"].value \
             <= w.realised["accuracy"].upper
 

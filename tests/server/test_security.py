@@ -476,7 +476,9 @@ SHELL_CALLS = {"os.system", "os.popen", "os.spawnl", "os.spawnlp", "os.spawnv", 
                "os.posix_spawnp", "pty.spawn", "asyncio.create_subprocess_shell",
                "asyncio.create_subprocess_exec", "commands.getoutput"}
 # The one place planta starts a program: `planta contract edit` opens the user's own editor.
-SUBPROCESS_ALLOWED = {"src/planta/cli/project.py"}
+# The editor for `planta contract edit`, and `planta demo --edge`, which starts its own broker,
+# hub and device processes on loopback.
+SUBPROCESS_ALLOWED = {"src/planta/cli/project.py", "src/planta/services/edge_demo.py"}
 
 
 def test_shell_injection() -> None:
@@ -511,6 +513,9 @@ def test_shell_injection() -> None:
     for path, module in _imports([REPO / "src/planta/server", REPO / "src/planta/services",
                                   REPO / "src/planta/store", REPO / "src/planta/core"]):
         assert not module.startswith("planta.cli"), (path, module)
+    # ...and the server never imports the demo that starts processes.
+    for path, module in _imports([REPO / "src/planta/server", REPO / "src/planta/ui"]):
+        assert module != "planta.services.edge_demo", (path, module)
 
 
 def _py_files(roots: list[Path]) -> list[Path]:

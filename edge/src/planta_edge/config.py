@@ -7,7 +7,8 @@
 
     [hub]        url, token, batch_rows = 500, heartbeat_s = 30, max_backoff_s = 30, ca_file
     [mqtt]       host, port = 1883, client_id, username, password, tls_ca, tls_cert, tls_key,
-                 qos = 1, output_topic, output_qos = 1
+                 qos = 1, output_topic, output_qos = 1,
+                 dedup_fields = ["reading_id"], dedup_window = 10000  (see planta_edge.mqtt)
     [[mqtt.inputs]]  topic = "plant/+/readings", entity = "{1}"  ({n}: topic level n, 0-based)
     [http]       host = "127.0.0.1", port = 8765
     [folder]     path, poll_s = 1.0
@@ -65,6 +66,10 @@ class MqttConfig:
     inputs: tuple[TopicInput, ...] = ()
     output_topic: str | None = None
     output_qos: int = 1
+    # Payload fields that identify a reading (with the topic's entity), and how many recent
+    # readings are remembered to drop a publisher's re-send (0: off). See planta_edge.mqtt.
+    dedup_fields: tuple[str, ...] = ("reading_id",)
+    dedup_window: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -137,12 +142,21 @@ class EdgeConfig:
             opts = {k: get(mqtt, k, str, None, "mqtt.") for k in (
                 "client_id", "username", "password", "tls_ca", "tls_cert", "tls_key",
                 "output_topic")}
+            dedup = get(mqtt, "dedup_fields", list, ["reading_id"], "mqtt.")
+            if not all(isinstance(f, str) and f for f in dedup):
+                raise ConfigError(f"mqtt.dedup_fields = {dedup!r} in the config file is not a "
+                                  "list of field names.")
+            window = get(mqtt, "dedup_window", int, 10_000, "mqtt.")
+            if window < 0:
+                raise ConfigError(f"mqtt.dedup_window = {window} in the config file is "
+                                  "negative; use 0 to turn the duplicate check off.")
             mcfg = MqttConfig(host=get(mqtt, "host", str, "127.0.0.1", "mqtt."),
                               port=get(mqtt, "port", int, 1883, "mqtt."),
                               qos=get(mqtt, "qos", int, 1, "mqtt."),
                               output_qos=get(mqtt, "output_qos", int, 1, "mqtt."),
                               keepalive_s=get(mqtt, "keepalive_s", int, 30, "mqtt."),
-                              inputs=inputs, **opts)
+                              inputs=inputs, dedup_fields=tuple(dedup),
+                              dedup_window=window, **opts)
         max_mb = get(outbox, "max_mb", (int, float), 512, "outbox.")
         return cls(
             device=device, state_dir=state,

@@ -17,6 +17,7 @@ and ``edge.json``. Standard library, numpy, onnxruntime and cryptography only.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,6 +221,8 @@ def _spread(sub: EdgePredictions, rows: np.ndarray, n: int) -> EdgePredictions:
 
 
 def _session(graph: bytes, num_threads: int) -> Any:
+    # onnxruntime's Linux telemetry writes a world-readable session file into TMPDIR on import.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     try:
         import onnxruntime as ort
     except ImportError as exc:  # pragma: no cover - onnxruntime is a dependency
@@ -231,9 +234,11 @@ def _session(graph: bytes, num_threads: int) -> Any:
     options.intra_op_num_threads = max(1, int(num_threads))
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    # The memory-pattern planner keeps arenas sized for the largest batch seen; a device that
-    # scores a burst of readings then holds that memory for good (measured: about 15 MB).
+    # The memory-pattern planner and the CPU arena keep memory sized for the largest batch
+    # seen; a device that scores a burst of readings would hold it for good. Without them each
+    # call's buffers go back to the allocator (no measurable cost for a tree model).
     options.enable_mem_pattern = False
+    options.enable_cpu_mem_arena = False
     try:
         return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors

@@ -11,8 +11,20 @@ reconnect it sends again every reading it had not seen acknowledged. A reading w
 was lost (the broker restarted before it arrived) comes again flagged as a duplicate with the
 same packet id; the link remembers the last ``REMEMBER_ACKED`` readings it stored (packet id,
 topic and payload) and acknowledges such a repeat without predicting it again. Only a repeat
-older than that memory, or from a publisher that re-sends on its own, is predicted twice (the
-hub then holds two predictions for it, with their own ids): at least once, never lost.
+older than that memory is predicted twice (the hub then holds two predictions for it, with
+their own ids): at least once, never lost.
+
+**A publisher's re-sends.** A publisher that sends a reading again on its own (its PUBACK was
+lost, it restarted and replays) makes a new message the broker cannot tell from a new reading.
+When readings carry their identity, the device drops such a repeat: ``dedup_fields`` (default
+``["reading_id"]``) names the payload fields that, with the topic's entity, identify a reading
+(a reading id, or a timestamp when each entity sends at most one reading per timestamp), and
+the link remembers the last ``dedup_window`` identities (default 10,000; 0 turns the check
+off). A repeat within the window is acknowledged, counted (``duplicates``) and not predicted.
+A reading without any of the fields is never taken for a repeat. An identity field that the
+model's contract does not know (a ``reading_id``) is taken out of the reading before the
+contract checks, which would refuse it as an unknown field. The memory is in RAM: after a
+restart of the runtime, a repeat of a reading from before it is predicted again.
 
 **Payloads.** A JSON object is one reading; ``{"records": [...]}`` or a JSON list is several.
 The topic names the entity (``[[mqtt.inputs]] entity = "{1}"``: the second topic level).
@@ -48,6 +60,49 @@ log = logging.getLogger("planta_edge.mqtt")
 # re-sends at most its in-flight window (max_inflight_messages, 1,000 advised), so four times
 # that covers a restart with room to spare, in well under a megabyte.
 REMEMBER_ACKED = 4_000
+
+
+class RecentReadings:
+    """The identities of the last ``window`` readings: a publisher's re-sends are recognised.
+
+    A reading is claimed when it arrives (so two copies in flight at once count as one) and
+    released if its prediction could not be stored, so that the broker's re-send of it is
+    predicted after all.
+
+    >>> recent = RecentReadings(("reading_id",), window=2)
+    >>> k = recent.key("m1", {"reading_id": 7, "torque_nm": 40})
+    >>> recent.claim(k), recent.claim(k), recent.key("m1", {"torque_nm": 40})
+    (True, False, None)
+    """
+
+    def __init__(self, fields: Sequence[str], *, window: int) -> None:
+        self.fields = tuple(fields)
+        self.window = window
+        self._seen: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def key(self, entity: str | None, record: dict[str, Any]) -> int | None:
+        """The reading's identity (a hash), or None when it carries none of the fields."""
+        values = [record.get(f) for f in self.fields]
+        if all(v is None for v in values):
+            return None
+        return hash(json.dumps([entity, values], separators=(",", ":"), default=str))
+
+    def claim(self, key: int) -> bool:
+        """True for a reading not seen within the window (now remembered); False for a repeat."""
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen[key] = None
+            if len(self._seen) > self.window:
+                self._seen.popitem(last=False)
+            return True
+
+    def release(self, keys: Sequence[int]) -> None:
+        """Forget readings whose predictions were not stored."""
+        with self._lock:
+            for key in keys:
+                self._seen.pop(key, None)
 
 
 def _matches(pattern: str, topic: str) -> bool:
@@ -119,7 +174,10 @@ class MqttLink:
         self.acked = 0
         self.malformed = 0
         self.repeats = 0
+        self.duplicates = 0
         self.connects = 0
+        self.recent = (RecentReadings(cfg.dedup_fields, window=cfg.dedup_window)
+                       if cfg.dedup_fields and cfg.dedup_window > 0 else None)
         self._stored: collections.OrderedDict[tuple[int, int], None] = collections.OrderedDict()
         self._stored_lock = threading.Lock()
 
@@ -135,7 +193,7 @@ class MqttLink:
     def stats(self) -> dict[str, Any]:
         return {"connected": self.connected.is_set(), "received": self.received,
                 "acked": self.acked, "malformed": self.malformed, "repeats": self.repeats,
-                "connects": self.connects}
+                "duplicates": self.duplicates, "connects": self.connects}
 
     # -- callbacks (paho's network thread) ----------------------------------------------------
     def _on_connect(self, client: paho.Client, _userdata: Any, flags: Any, reason: Any,
@@ -180,13 +238,45 @@ class MqttLink:
         entity = self._entity(msg.topic)
         if self.runtime is None:
             return
+        claimed: list[int] = []
+        if self.recent is not None:
+            records = self._new_readings(records, entity, claimed)
+            if not records:  # every reading in it was predicted already
+                client.ack(mid, qos)
+                return
         future = self.runtime.submit(records, [entity] * len(records), source="mqtt")
-        future.add_done_callback(lambda f: self._committed(f, key, qos))
+        future.add_done_callback(lambda f: self._committed(f, key, qos, claimed))
+
+    def _new_readings(self, records: list[dict[str, Any]], entity: str | None,
+                      claimed: list[int]) -> list[dict[str, Any]]:
+        """``records`` less the repeats of recent readings, identity fields the contract
+        does not know taken out; the identities claimed are added to ``claimed``."""
+        assert self.recent is not None and self.runtime is not None
+        contract = getattr(self.runtime.model, "contract", None)
+        foreign = [f for f in self.recent.fields
+                   if contract is None or contract.resolve(f) is None]
+        fresh = []
+        for rec in records:
+            ident = self.recent.key(entity, rec)
+            if ident is not None:
+                if not self.recent.claim(ident):
+                    self.duplicates += 1
+                    continue
+                claimed.append(ident)
+                if foreign:
+                    rec = {k: v for k, v in rec.items() if k not in foreign}
+            fresh.append(rec)
+        if len(fresh) < len(records):
+            log.info("MQTT: dropped %d repeated reading(s) from %s (%d so far)",
+                     len(records) - len(fresh), entity, self.duplicates)
+        return fresh
 
     def _committed(self, future: Future[list[Prediction]], key: tuple[int, int],
-                   qos: int) -> None:
+                   qos: int, claimed: list[int]) -> None:
         if future.exception() is not None:
             # Not acknowledged: the broker sends the reading again after a reconnect.
+            if claimed and self.recent is not None:
+                self.recent.release(claimed)
             log.error("reading %d not stored (%s); the broker will send it again", key[0],
                       future.exception())
             return
@@ -214,4 +304,4 @@ class MqttLink:
                                                   default=str), qos=self.cfg.output_qos)
 
 
-__all__ = ["MqttLink", "make_client", "parse_payload"]
+__all__ = ["MqttLink", "RecentReadings", "make_client", "parse_payload"]

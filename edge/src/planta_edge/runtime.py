@@ -40,8 +40,9 @@ from planta_edge.outbox import Outbox, OutboxRow
 
 log = logging.getLogger("planta_edge.runtime")
 
-# The most readings one model call scores: bounds the latency a burst adds to one reading.
-MAX_BATCH = 2000
+# The most readings one model call scores: bounds the latency a burst adds to one reading and
+# the memory one call's arrays take (the outbox still commits several calls in one group).
+MAX_BATCH = 256
 # How many recent valid readings are kept for an update's health check.
 RECENT = 256
 

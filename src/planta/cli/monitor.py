@@ -25,6 +25,8 @@ def monitor(usecase: str = typer.Argument(..., help="Use case name."),
             version: str = typer.Option("production", "--version",
                                         help="Model version or alias whose training data is "
                                              "the reference."),
+            device: str = typer.Option(None, "--device", help="Only this edge device's "
+                                       "predictions (its inputs against the reference)."),
             html: Path = typer.Option(None, "--html", dir_okay=False,
                                       help="Also write a self-contained HTML report here."),
             as_json: bool = JSON_OPTION) -> None:
@@ -40,13 +42,16 @@ def monitor(usecase: str = typer.Argument(..., help="Use case name."),
     try:
         which: str | int = int(version) if version.isdigit() else version
         result = run_monitor(ws, usecase, since=parse_moment(since), until=parse_moment(until),
-                             current=current, dataset_version=dataset, version=which)
+                             current=current, dataset_version=dataset, version=which,
+                             device=device)
+        if html is not None:
+            from planta.services.monitor import report_history
+            from planta.services.monitor_report import render_html
+
+            html.write_text(render_html(result, **report_history(ws, result)),
+                            encoding="utf-8")
     finally:
         ws.close()
-    if html is not None:
-        from planta.services.monitor_report import render_html
-
-        html.write_text(render_html(result), encoding="utf-8")
     if as_json:
         print_json({"ok": True} | result.to_dict() | (
             {"html": str(html)} if html is not None else {}))

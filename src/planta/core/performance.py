@@ -26,13 +26,14 @@ estimate without measured values: :func:`estimate_regression` says so rather tha
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from planta.core.metrics import Estimate, bootstrap_metrics
+from planta.core.metrics import Estimate, _binary_from_weights, bootstrap_metrics
 from planta.core.spec import Clause, Cost, Objective, Task
 from planta.errors import InputError
 
@@ -254,12 +255,19 @@ def _quantiles(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]
 def realised_metrics(task: Task, y_true: np.ndarray, predicted: np.ndarray, *,
                      threshold: float = 0.5, days: float | None = None,
                      cost: Cost | None = None, resamples: int = RESAMPLES,
-                     level: float = LEVEL, seed: int = 0) -> dict[str, Estimate]:
+                     level: float = LEVEL, seed: int = 0,
+                     metrics: Collection[str] | None = None) -> dict[str, Estimate]:
     """Metrics on the labelled predictions of a window, with bootstrap intervals.
 
     The same definitions and interval machinery as the training gate
     (:func:`planta.core.metrics.bootstrap_metrics`), so a window and the validation interval
-    are comparable. Empty input gives ``{}``.
+    are comparable. ``metrics`` keeps only those named (default: all). Empty input gives ``{}``.
+
+    A binary window asked for no ranking metric (ROC-AUC, PR-AUC) is resampled from its
+    confusion counts: drawing each class's rows with replacement (the stratified bootstrap)
+    draws its alarms from a binomial law, so ``resamples`` binomial draws per class give the
+    same distribution of every count-based metric in microseconds instead of a
+    (resamples x rows) weight matrix.
 
     >>> y = np.array([1, 1, 0, 0, 1, 0])
     >>> p = np.array([0.9, 0.2, 0.1, 0.3, 0.8, 0.7])
@@ -268,8 +276,54 @@ def realised_metrics(task: Task, y_true: np.ndarray, predicted: np.ndarray, *,
     """
     if np.asarray(y_true).size == 0:
         return {}
+    if task == Task.BINARY and metrics is not None and _RANKING.isdisjoint(metrics):
+        return _binary_from_counts(y_true, predicted, threshold=threshold, days=days,
+                                   cost=cost, resamples=resamples, level=level, seed=seed,
+                                   metrics=metrics)
     return bootstrap_metrics(task, y_true, predicted, threshold=threshold, days=days, cost=cost,
-                             n_resamples=resamples, level=level, seed=seed)
+                             n_resamples=resamples, level=level, seed=seed, metrics=metrics)
+
+
+_RANKING = frozenset({"roc_auc", "pr_auc"})
+# The four cells of a confusion matrix as rows of a table (truth, score): weights on them are
+# counts, so the training gate's own kernel computes every count-based metric from them.
+_CELLS_Y = np.array([1, 1, 0, 0])
+_CELLS_P = np.array([1.0, 0.0, 1.0, 0.0])
+
+
+def _binary_from_counts(y_true: np.ndarray, probability: np.ndarray, *, threshold: float,
+                        days: float | None, cost: Cost | None, resamples: int, level: float,
+                        seed: int, metrics: Collection[str]) -> dict[str, Estimate]:
+    """Stratified-bootstrap intervals of the count-based binary metrics, drawn as binomials.
+
+    >>> y = np.array([1] * 20 + [0] * 180)
+    >>> p = np.r_[np.full(16, 0.9), np.full(4, 0.1), np.full(9, 0.8), np.full(171, 0.2)]
+    >>> est = _binary_from_counts(y, p, threshold=0.5, days=1.0, cost=None, resamples=200,
+    ...                           level=0.95, seed=0, metrics={"recall", "precision"})
+    >>> round(est["recall"].value, 2), est["recall"].lower < 0.8 < est["recall"].upper
+    (0.8, True)
+    """
+    y = np.asarray(y_true).astype(int).ravel()
+    alarm = np.asarray(probability, dtype=np.float64).ravel() >= threshold
+    pos = y == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    tp, fp = int((pos & alarm).sum()), int((~pos & alarm).sum())
+    rng = np.random.default_rng(seed)
+    tp_drawn = rng.binomial(n_pos, tp / n_pos, resamples) if n_pos else np.zeros(resamples)
+    fp_drawn = rng.binomial(n_neg, fp / n_neg, resamples) if n_neg else np.zeros(resamples)
+    weights = np.column_stack([np.r_[tp, tp_drawn], n_pos - np.r_[tp, tp_drawn],
+                               np.r_[fp, fp_drawn], n_neg - np.r_[fp, fp_drawn]]).astype(float)
+    table = _binary_from_weights(_CELLS_Y, _CELLS_P, weights, 0.5, days, cost, ranking=False)
+    names = [key for key in table if key in metrics]
+    drawn = np.vstack([table[key][1:] for key in names]) if names else np.zeros((0, 1))
+    drawn[~np.isfinite(drawn)] = np.nan
+    alpha = (1.0 - level) / 2.0
+    with warnings.catch_warnings():  # a metric undefined in every draw: NaN bounds
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lows, highs = np.nanquantile(drawn, [alpha, 1.0 - alpha], axis=1)
+    out = {key: Estimate(float(table[key][0]), float(lows[i]), float(highs[i]))
+           for i, key in enumerate(names)}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -105,6 +105,11 @@ def create_app(ws: Workspace, options: ServeOptions | None = None) -> Any:
             worker_thread.append(_start_worker(rt, worker_stop))
         if options.scheduler:
             worker_thread.append(_start_scheduler(rt, worker_stop))
+            # The first read of a year of log (seconds) happens here, not in a page. Not
+            # joined at shutdown: a daemon that only fills caches.
+            from planta.services.warmup import start_warming
+
+            start_warming(rt.ws, worker_stop)
         retention = asyncio.get_running_loop().create_task(rt.retention_loop())
         log.info("planta %s serving %s", planta.__version__,
                  ", ".join(sorted(rt.hub.routing.routes)) or "no use case yet")
@@ -142,8 +147,10 @@ def create_app(ws: Workspace, options: ServeOptions | None = None) -> Any:
     from planta.server.routes import alerts as alert_routes
     from planta.server.routes import devices, monitor, ops, v1, v2, versions
     from planta.server.routes import jobs as jobs_routes
+    from planta.server.routes import performance as performance_routes
 
-    for module in (ops, v1, versions, jobs_routes, v2, devices, monitor, alert_routes, ui):
+    for module in (ops, v1, versions, jobs_routes, v2, devices, monitor, performance_routes,
+                   alert_routes, ui):
         app.include_router(module.router)
     app.mount("/ui/static", StaticFiles(directory=ui.STATIC_DIR), name="ui-static")
     _add_docs(app, rt)

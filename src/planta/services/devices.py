@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from planta.errors import NotFoundError
@@ -57,6 +57,32 @@ def find_edge_bundle(ws: Workspace, usecase: str, version: int) -> tuple[str, in
     if digest is None:
         return None
     return digest, ws.artifacts.size(digest)
+
+
+def device_window(ws: Workspace, baseline: Any, device: str, since: datetime, until: datetime,
+                  *, max_records: int = DRIFT_RECORDS, sample: Any = None) -> Any:
+    """The monitoring window of one device's logged inputs in [since, until): its newest
+    ``max_records`` readings (predictions logged with the device's name), or None when it has
+    none. ``baseline`` is a :class:`planta.services.monitor.Baseline`; ``sample`` an optional
+    ``RowSample`` filled on the way (for the effect estimate)."""
+    from sqlalchemy import select
+
+    from planta.services.monitor import window_from_columns
+    from planta.store.metadata import predictions
+
+    stmt = (select(predictions.c.inputs).where(
+        predictions.c.usecase == baseline.usecase, predictions.c.device == device,
+        predictions.c.at >= since, predictions.c.at < until)
+        .order_by(predictions.c.at.desc()).limit(max_records))
+    records: list[dict[str, Any]] = []
+    with ws.store.read() as conn:
+        for (text,) in conn.execute(stmt):
+            records.extend(r for r in json.loads(text) if isinstance(r, dict))
+    if not records:
+        return None
+    names = dict.fromkeys(k for r in records for k in r)
+    columns = {k: [r.get(k) for r in records] for k in names}
+    return window_from_columns(baseline, iter([columns]), sample)
 
 
 class DeviceService:
@@ -106,11 +132,8 @@ class DeviceService:
         Returns ``{"rows", "drifted": [feature names], "signals"}``, or ``{"rows": 0,
         "reason": ...}`` when there is nothing to compare yet.
         """
-        from sqlalchemy import select
-
         from planta.core.drift_report import compare
-        from planta.services.monitor import load_baseline, settings_for, window_from_columns
-        from planta.store.metadata import predictions
+        from planta.services.monitor import load_baseline, settings_for
 
         version = device.model_version or self.ws.registry.aliases(device.usecase).get(
             "production")
@@ -120,18 +143,11 @@ class DeviceService:
             baseline = load_baseline(self.ws, device.usecase, int(version))
         except NotFoundError as exc:
             return {"rows": 0, "reason": exc.message}
-        since = utc_now() - timedelta(hours=hours)
-        stmt = (select(predictions.c.inputs).where(
-            predictions.c.device == device.name, predictions.c.at >= since)
-            .order_by(predictions.c.at.desc()).limit(max_records))
-        records: list[dict[str, Any]] = []
-        with self.ws.store.read() as conn:
-            for (text,) in conn.execute(stmt):
-                records.extend(r for r in json.loads(text) if isinstance(r, dict))
-        if not records:
+        until = utc_now()
+        window = device_window(self.ws, baseline, device.name, until - timedelta(hours=hours),
+                               until, max_records=max_records)
+        if window is None:
             return {"rows": 0, "reason": f"no predictions from this device in {hours:g} h"}
-        columns = {k: [r.get(k) for r in records] for k in records[0]}
-        window = window_from_columns(baseline, iter([columns]))
         report = compare(baseline.reference, window, settings_for(self.ws, device.usecase),
                          baseline.importance or None)
         return {"rows": report.rows, "version": int(version),

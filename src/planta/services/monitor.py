@@ -217,11 +217,14 @@ def cache_for(ws: Workspace) -> WindowCache:
 def monitor(ws: Workspace, usecase: str, *, since: datetime | None = None,
             until: datetime | None = None, current: Path | None = None,
             dataset_version: int | None = None, version: str | int = "production",
-            now: datetime | None = None, effects: bool = True) -> MonitorResult:
+            now: datetime | None = None, effects: bool = True,
+            device: str | None = None) -> MonitorResult:
     """The monitoring report of ``usecase`` (see the module docstring).
 
     Exactly one source: ``current`` (a file), ``dataset_version``, or the prediction log
     between ``since`` (default: 24 hours before ``until``) and ``until`` (default: now).
+    With ``device``, only that edge device's logged predictions (its newest 20,000 in the
+    window; ``planta.services.devices.device_window``).
     With ``effects``, each drifted input's effect on the model's output is estimated on up to
     500 rows of the window (``planta.core.drift_effect``; for the log, the newest ones).
 
@@ -254,11 +257,18 @@ def monitor(ws: Workspace, usecase: str, *, since: datetime | None = None,
             raise InputError(f"The window starts ({since:%Y-%m-%d %H:%M}) at or after it ends "
                              f"({until:%Y-%m-%d %H:%M}).", hint="Use --since 24h or an "
                              "earlier date.")
-        window = window_from_log(ws.store, baseline, since, until, cache=cache_for(ws), now=now)
+        if device is not None:  # one edge device: its rows only (refusals stay on it)
+            from planta.services.devices import device_window
+
+            window = device_window(ws, baseline, device, since, until, sample=sample) or Window(
+                baseline.reference)
+        else:
+            window = window_from_log(ws.store, baseline, since, until, cache=cache_for(ws),
+                                     now=now)
+            rejected = PredictionLog(ws.store).count_rejections(usecase, since=since,
+                                                                until=until).records
+            sample = None  # read only if something drifted
         source = "log"
-        rejected = PredictionLog(ws.store).count_rejections(usecase, since=since,
-                                                            until=until).records
-        sample = None  # read only if something drifted
     report = compare(baseline.reference, window, settings, baseline.importance or None,
                      rejected=rejected)
     if report.drifted and effects:
@@ -275,7 +285,108 @@ def monitor(ws: Workspace, usecase: str, *, since: datetime | None = None,
                          current=str(current) if current is not None else (
                              f"dataset version {dataset_version}"
                              if dataset_version is not None else None),
+                         alerts=active_alerts(ws, usecase),
                          duration_s=time.perf_counter() - start)
+
+
+ALERT_KEYS = ("id", "rule", "condition", "state", "first_seen", "last_seen", "count",
+              "acknowledged_by", "acknowledged_reason")
+
+
+def active_alerts(ws: Workspace, usecase: str, *, limit: int = 50) -> list[dict[str, Any]]:
+    """The use case's open and acknowledged alerts (newest activity first), as JSON-ready
+    dicts: ``id``, ``rule``, ``condition``, ``state``, ``first_seen``, ``last_seen``,
+    ``count``, ``acknowledged_by``, ``acknowledged_reason`` and ``values`` (the signals the
+    rule saw in its last window)."""
+    from planta.store.alerts import AlertStore
+
+    out = []
+    for alert in AlertStore(ws.store).list(usecase=usecase, state="active", limit=limit):
+        doc = alert.to_dict()
+        item = {k: doc.get(k) for k in ALERT_KEYS}
+        payload = doc.get("payload") or {}
+        item["values"] = payload.get("values") if isinstance(payload, dict) else None
+        out.append(item)
+    return out
+
+
+# -- over time ----------------------------------------------------------------------------------
+MAX_POINTS = 60
+
+
+def _step(since: datetime, until: datetime) -> timedelta:
+    """Days for a window of two days or more, else hours (at most MAX_POINTS of them)."""
+    span = until - since
+    step = timedelta(days=1) if span >= timedelta(days=2) else timedelta(hours=1)
+    while span / step > MAX_POINTS:
+        step *= 2
+    return step
+
+
+def drift_over_time(ws: Workspace, usecase: str, *, since: datetime, until: datetime,
+                    version: str | int = "production", now: datetime | None = None
+                    ) -> dict[str, Any]:
+    """Each input's drift statistic per day (per hour in a window under two days; wider steps
+    past 60 points) of [since, until): the day and hour counts come from the window cache, so a
+    month is about 30 cached files. Returns ``{"step_s", "points": [{"start", "end", "rows",
+    "features": {name: {"method", "statistic", "threshold", "drifted", "enough_rows"}}}],
+    "labels": {name: label}}``; a statistic is PSI where the feature has it."""
+    baseline = load_baseline(ws, usecase, version)
+    settings = settings_for(ws, usecase)
+    step = _step(since, until)
+    cache = cache_for(ws)
+    points: list[dict[str, Any]] = []
+    labels: dict[str, str] = {}
+    start = since
+    while start < until:
+        end = min(until, start + step)
+        window = window_from_log(ws.store, baseline, start, end, cache=cache, now=now)
+        report = compare(baseline.reference, window, settings, baseline.importance or None)
+        features = {}
+        for f in report.features:
+            labels[f.name] = f.label
+            test = next((t for t in f.tests if t.method == "psi"), f.tests[-1] if f.tests
+                        else None)
+            if test is None:
+                continue
+            stat = float(test.statistic) if test.statistic is not None else None
+            features[f.name] = {"method": test.method,
+                                "statistic": stat if stat is None or np.isfinite(stat)
+                                else None,
+                                "threshold": test.threshold, "drifted": f.drifted,
+                                "enough_rows": f.enough_rows}
+        points.append({"start": start.isoformat(), "end": end.isoformat(),
+                       "rows": report.rows, "features": features})
+        start = end
+    return {"step_s": step.total_seconds(), "points": points, "labels": labels}
+
+
+def performance_windows(ws: Workspace, usecase: str, *, since: datetime, until: datetime,
+                        now: datetime | None = None) -> dict[str, Any] | None:
+    """Realised and estimated performance per day (per hour under two days) of the window,
+    as :meth:`planta.services.performance.PerformanceSeries.to_dict`; None when the use case
+    has no model to judge."""
+    from planta.services.performance import performance_over_time
+
+    step = _step(since, until)
+    try:
+        series = performance_over_time(ws, usecase, since=since, until=until, window=step,
+                                       now=now)
+    except (NotFoundError, InputError):
+        return None
+    return series.to_dict()
+
+
+def report_history(ws: Workspace, result: MonitorResult) -> dict[str, Any]:
+    """What the HTML report draws beside one window: drift over time and performance over
+    time (only for a window of the prediction log)."""
+    if result.source != "log" or result.since is None or result.until is None:
+        return {}
+    return {"drift_history": drift_over_time(ws, result.usecase, since=result.since,
+                                             until=result.until, version=result.model_version,
+                                             now=result.until),
+            "performance": performance_windows(ws, result.usecase, since=result.since,
+                                               until=result.until, now=result.until)}
 
 
 @dataclass
@@ -306,12 +417,13 @@ def write_report(ws: Workspace, usecase: str, *, until: datetime | None = None,
     until = until or datetime.now(UTC)
     since = since or until - timedelta(hours=float(hours))
     result = monitor(ws, usecase, since=since, until=until, version=version)
-    data = render_html(result).encode("utf-8")
+    data = render_html(result, **report_history(ws, result)).encode("utf-8")
     digest = ws.artifacts.put_bytes(data)
     return WrittenReport(usecase=usecase, digest=digest, size_bytes=len(data), result=result)
 
 
-__all__ = ["Baseline", "MonitorResult", "RowSample", "WindowCache", "WrittenReport",
-           "cache_for", "load_baseline", "monitor", "recent_sample", "settings_for",
+__all__ = ["Baseline", "MonitorResult", "active_alerts", "RowSample", "WindowCache", "WrittenReport",
+           "cache_for", "drift_over_time", "load_baseline", "monitor", "performance_windows",
+           "report_history", "recent_sample", "settings_for",
            "window_from_columns", "window_from_dataset", "window_from_file", "window_from_log",
            "write_report"]

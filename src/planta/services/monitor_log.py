@@ -11,15 +11,18 @@ are written to ``.planta/cache/monitor/`` keyed by the bundle's digest, so a yea
 about 12 month files, a few day and hour files and the newest minutes of the log, however many
 predictions it holds. A cached span is trusted only while the log still holds as many rows for
 it (counted on the log's (usecase, at) index, one query per contiguous run); an edge device
-syncing old predictions late, or retention, makes those spans count again. Parsing the log is
-the slow part (about 30 µs a record on a quiet core): a span is parsed once.
+syncing old predictions late, or retention, makes those spans count again.
+
+The first look at a span reads the log column-wise (``planta.store.log_columns``: the driver's
+cursor, 50,000 rows a chunk, each chunk's JSON parsed in one orjson call and validated in one
+call), in one pass over every missing span, and counts each chunk's slice per day or hour:
+about 5 µs a record on the 2-core box (a year of a million predictions in seconds, once).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,17 +31,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from planta.core.drift_window import Window
+from planta.store.private import private_write_text
 from planta_edge.contract import validate_records
 
 if TYPE_CHECKING:
     from planta.services.monitor import Baseline
+    from planta.store.log_columns import LogColumns
     from planta.store.metadata import Store
 
 _logger = logging.getLogger(__name__)
 
-# Records validated at once when reading the log: large enough for numpy to pay, small enough
-# that a chunk's dicts stay a few megabytes.
-CHUNK_RECORDS = 20_000
 # A span is cached only once it is this far in the past: the log's group commit and edge
 # devices syncing late can still add rows to the hour that just ended.
 SETTLE_S = 300.0
@@ -96,7 +98,6 @@ def recent_sample(store: Store, baseline: Baseline, since: datetime, until: date
     return sample
 
 
-
 def _log_filter(usecase: str, since: datetime, until: datetime) -> list[Any]:
     from planta.store.metadata import predictions
 
@@ -119,66 +120,124 @@ def _count_rows(store: Store, usecase: str, since: datetime, until: datetime) ->
         return int(conn.scalar(stmt) or 0)
 
 
-def _scan_log(store: Store, baseline: Baseline, window: Window, since: datetime,
-              until: datetime) -> int:
-    """Add the log's records in [since, until) to ``window``; return how many."""
-    import orjson
-    from sqlalchemy import select
+def _scan_spans(store: Store, baseline: Baseline, spans: list[tuple[datetime, datetime]]
+                ) -> list[tuple[Window, int]]:
+    """Count the log's records in each of ``spans`` (sorted, not overlapping): per span its
+    window and its log rows (shadow answers included, as ``_count_rows`` counts them, so the
+    cache check compares like with like). Adjacent spans are read in one pass.
+    """
+    from planta.store.log_columns import iter_log_columns, paused_gc
 
-    from planta.store.metadata import predictions
-    from planta.store.predictions import iter_rows
+    windows = [Window(baseline.reference) for _ in spans]
+    rows = [0] * len(spans)
+    runs: list[list[int]] = []
+    for i, (start, _end) in enumerate(spans):
+        if runs and spans[runs[-1][-1]][1] == start:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    binary = baseline.task == "binary"
+    with store.read() as conn, paused_gc():
+        for run in runs:
+            edges = np.asarray([_naive(spans[i][0]) for i in run] + [_naive(spans[run[-1]][1])],
+                               dtype="datetime64[us]")
+            for chunk in iter_log_columns(conn, baseline.usecase, spans[run[0]][0],
+                                          spans[run[-1]][1], outputs=binary):
+                owner = np.clip(np.searchsorted(edges, chunk.at, side="right") - 1, 0,
+                                len(run) - 1)
+                for k, count in enumerate(np.bincount(owner, minlength=len(run))):
+                    rows[run[k]] += int(count)
+                _count_chunk(baseline, chunk, owner, [windows[i] for i in run])
+    return list(zip(windows, rows, strict=True))
 
-    stmt = select(predictions.c.n, predictions.c.inputs, predictions.c.outputs).where(
-        *_log_filter(baseline.usecase, since, until))
-    records: list[Any] = []
-    probability: list[Any] = []
-    prediction: list[Any] = []
-    total = 0
 
-    def flush() -> None:
-        if not records:
-            return
-        checked = validate_records(baseline.contract, records, range_policy="flag",
-                                   extra_policy="ignore")
-        window.add(checked.values, rows=len(records), out_of_contract=checked.flagged | ~checked.ok)
-        _add_outputs(baseline, window, probability, prediction)
-        records.clear()
-        probability.clear()
-        prediction.clear()
+def _naive(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(tzinfo=None)
 
-    with store.read() as conn:
-        for row in iter_rows(conn, stmt, size=512):
-            inputs = orjson.loads(row.inputs)
-            outputs = orjson.loads(row.outputs)
-            n = int(row.n)
-            if not isinstance(inputs, list):
-                continue
+
+def _count_chunk(baseline: Baseline, chunk: LogColumns, owner: np.ndarray,
+                 windows: list[Window]) -> None:
+    """Validate one chunk's records at once and add each span's slice to its window (the
+    chunk is in time order, so a span's records are contiguous)."""
+    # Shadow answers repeat inputs production already logged: counting them twice would
+    # weigh shadowed hours double. A row whose inputs are not a list of records is skipped.
+    keep = ~chunk.shadow & np.fromiter((type(v) is list for v in chunk.inputs), bool,
+                                       count=len(chunk))
+    ns = chunk.n[keep]
+    if keep.all():
+        ins, outs = chunk.inputs, chunk.outputs
+    else:
+        ins = [v for v, k in zip(chunk.inputs, keep, strict=True) if k]
+        outs = [v for v, k in zip(chunk.outputs, keep, strict=True) if k]
+    if not ins:
+        return
+    if (ns == 1).all():
+        records = [v[0] if type(v) is list and v and type(v[0]) is dict else {} for v in ins]
+        owners = owner[keep]
+    else:
+        records = []
+        for v, n in zip(ins, ns.tolist(), strict=True):
             # Rows written by an older writer may hold fewer values than records: pad.
-            inputs = [r if isinstance(r, dict) else {} for r in inputs[:n]]
-            inputs += [{}] * (n - len(inputs))
-            records.extend(inputs)
-            probability.extend(_pad(outputs.get("probability"), n))
-            prediction.extend(_pad(outputs.get("prediction"), n))
-            total += n
-            if len(records) >= CHUNK_RECORDS:
-                flush()
-        flush()
-    return total
+            got = [r if isinstance(r, dict) else {} for r in v[:n]]
+            records.extend(got + [{}] * (n - len(got)))
+        owners = np.repeat(owner[keep], ns)
+    checked = validate_records(baseline.contract, records, range_policy="flag",
+                               extra_policy="ignore")
+    bad = checked.flagged | ~checked.ok
+    probability = positive = answered = None
+    if baseline.task == "binary":
+        probability, positive, answered = _outputs(baseline, outs, ns)
+    cuts = np.searchsorted(owners, np.arange(len(windows) + 1))
+    for k, window in enumerate(windows):
+        lo, hi = int(cuts[k]), int(cuts[k + 1])
+        if hi <= lo:
+            continue
+        window.add({name: v[lo:hi] for name, v in checked.values.items()}, rows=hi - lo,
+                   out_of_contract=bad[lo:hi])
+        if probability is not None and positive is not None and answered is not None:
+            window.add_outputs(probability=probability[lo:hi],
+                               positive=positive[lo:hi][answered[lo:hi]])
+
+
+def _outputs(baseline: Baseline, outputs: list[Any], ns: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per record: P(positive) (NaN where absent), whether it was an alarm, whether answered."""
+    prob: list[Any] = []
+    pred: list[Any] = []
+    if (ns == 1).all():
+        try:  # the writer's usual spelling, in two C-speed passes
+            prob = [o["probability"][0] for o in outputs]
+            pred = [o["prediction"][0] for o in outputs]
+        except (KeyError, IndexError, TypeError):
+            prob = [_first(o, "probability") for o in outputs]
+            pred = [_first(o, "prediction") for o in outputs]
+    else:
+        for o, n in zip(outputs, ns.tolist(), strict=True):
+            prob.extend(_pad(o.get("probability") if isinstance(o, dict) else None, n))
+            pred.extend(_pad(o.get("prediction") if isinstance(o, dict) else None, n))
+    if set(map(type, prob)) <= {float, int}:
+        p = np.asarray(prob, dtype=float)
+    else:
+        p = np.fromiter((v if type(v) in (float, int) else np.nan for v in prob), float,
+                        count=len(prob))
+    answered = np.fromiter((v is not None for v in pred), bool, count=len(pred))
+    word = baseline.positive_class
+    try:  # a model answers a handful of distinct labels: compare each once
+        says = {v: str(v) == word for v in set(pred)}
+        positive = np.fromiter(map(says.__getitem__, pred), bool, count=len(pred))
+    except TypeError:  # an unhashable answer (never written by planta): one by one
+        positive = np.fromiter((str(v) == word for v in pred), bool, count=len(pred))
+    return p, positive, answered
+
+
+def _first(outputs: Any, name: str) -> Any:
+    values = outputs.get(name) if type(outputs) is dict else None
+    return values[0] if type(values) is list and values else None
 
 
 def _pad(values: Any, n: int) -> list[Any]:
     out = list(values[:n]) if isinstance(values, list) else []
     return out + [None] * (n - len(out))
-
-
-def _add_outputs(baseline: Baseline, window: Window, probability: list[Any],
-                 prediction: list[Any]) -> None:
-    if baseline.task != "binary":
-        return
-    p = np.array([v if isinstance(v, (int, float)) else np.nan for v in probability], float)
-    answered = [v for v in prediction if v is not None]
-    positive = np.array([str(v) == baseline.positive_class for v in answered], bool)
-    window.add_outputs(probability=p, positive=positive)
 
 
 LEVELS = ("month", "day", "hour")
@@ -231,11 +290,8 @@ class WindowCache:
         if path is None:
             return
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"log_rows": log_rows, "window": window.to_dict()}),
-                           encoding="utf-8")
-            os.replace(tmp, path)
+            private_write_text(path, json.dumps({"log_rows": log_rows,
+                                                 "window": window.to_dict()}))
         except OSError as exc:  # a read-only disk makes reports slower, not wrong
             _logger.warning("monitor cache not written: %s", exc)
 
@@ -279,12 +335,12 @@ def window_from_log(store: Store, baseline: Baseline, since: datetime, until: da
 
     Whole settled months, days and hours come from the cache when it holds them and the log
     still holds as many rows for them (checked on the log's index: one query per contiguous
-    run); a missing month is built from its days and a missing day from its hours, each cached
-    on the way; ragged ends are read from the log every time.
+    run); a missing month is made of its days (each from the cache when still right); every
+    span still missing is read from the log in one pass per contiguous run and cached (days
+    and hours), and so is each month made up; ragged ends are read from the log every time.
     """
     now = now or datetime.now(UTC)
     cache = cache or WindowCache(None)
-    window = Window(baseline.reference)
     segments = _segments(since, until, now - timedelta(seconds=SETTLE_S))
     hits: dict[datetime, tuple[Window, int]] = {}
     for start, _end, level in segments:
@@ -298,38 +354,43 @@ def window_from_log(store: Store, baseline: Baseline, since: datetime, until: da
         # The log changed under the cache (late sync, retention): keep the spans still right.
         hits = {a: hits[a] for a, b in spans
                 if _count_rows(store, baseline.usecase, a, b) == hits[a][1]}
+    # What the log must be read for: missing spans, and the missing days of missing months.
+    todo: list[tuple[datetime, datetime, str | None]] = []
+    days: dict[datetime, tuple[Window, int]] = {}  # days of missing months, from the cache
     for start, end, level in segments:
         if start in hits:
-            window.merge(hits[start][0])
-        elif level is None:
-            _scan_log(store, baseline, window, start, end)
-        else:
-            window.merge(_build(store, baseline, cache, start, level))
-    return window
-
-
-def _build(store: Store, baseline: Baseline, cache: WindowCache, start: datetime,
-           level: str) -> Window:
-    """Count one settled span: an hour from the log, a day from its hours, a month from its
-    days (each part from the cache when still right), and cache it."""
-    end = _next(start, level)
-    rows = _count_rows(store, baseline.usecase, start, end)
-    total = Window(baseline.reference)
-    if level == "hour" or rows == 0:
-        _scan_log(store, baseline, total, start, end)
-    else:
-        finer = LEVELS[LEVELS.index(level) + 1]
-        t = start
-        while t < end:
-            got = cache.get(baseline, t, finer)
-            if got is None or got[1] != _count_rows(store, baseline.usecase, t,
-                                                    _next(t, finer)):
-                total.merge(_build(store, baseline, cache, t, finer))
+            continue
+        if level != "month":
+            todo.append((start, end, level))
+            continue
+        day = start
+        while day < end:
+            got = cache.get(baseline, day, "day")
+            if got is not None and got[1] == _count_rows(store, baseline.usecase, day,
+                                                         day + DAY):
+                days[day] = got
             else:
-                total.merge(got[0])
-            t = _next(t, finer)
-    cache.put(baseline, start, level, total, rows)
-    return total
+                todo.append((day, day + DAY, "day"))
+            day += DAY
+    scanned = dict(zip((a for a, _, _ in todo),
+                       _scan_spans(store, baseline, [(a, b) for a, b, _ in todo]), strict=True))
+    for start, _end, level in todo:
+        if level is not None:
+            cache.put(baseline, start, level, *scanned[start])
+    window = Window(baseline.reference)
+    for start, end, level in segments:
+        if level == "month" and start not in hits:
+            month, rows, day = Window(baseline.reference), 0, start
+            while day < end:
+                part = days.get(day) or scanned[day]
+                month.merge(part[0])
+                rows += part[1]
+                day += DAY
+            cache.put(baseline, start, level, month, rows)
+            window.merge(month)
+        else:
+            window.merge((hits.get(start) or scanned[start])[0])
+    return window
 
 
 def _count_runs(store: Store, usecase: str, spans: list[tuple[datetime, datetime]]) -> int:
@@ -343,5 +404,5 @@ def _count_runs(store: Store, usecase: str, spans: list[tuple[datetime, datetime
     return sum(_count_rows(store, usecase, start, end) for start, end in runs)
 
 
-__all__ = ["CHUNK_RECORDS", "SAMPLE_ROWS", "SETTLE_S", "RowSample", "WindowCache",
+__all__ = ["SAMPLE_ROWS", "SETTLE_S", "RowSample", "WindowCache",
            "recent_sample", "window_from_log"]

@@ -12,7 +12,7 @@ It opens offline in any browser, can be mailed or attached to an audit, and prin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from html import escape
 from typing import Any
 
@@ -35,7 +35,7 @@ border-radius:9px;font-size:.85em}.drift{background:#f6d5b8}.alert{background:#e
 grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:18px}.card{border:1px solid
 #e1e6ec;border-radius:6px;padding:10px 12px}.card h3{font-size:1em;margin:0 0 4px}
 .legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 10px}
-svg text{font-size:10px;fill:#5b6b7c}
+svg text{font-size:10px;fill:#5b6b7c}.half{max-width:640px}
 """
 
 
@@ -123,6 +123,226 @@ def score_svg(score: dict[str, Any]) -> str:
     return _bars(labels, ref, cur, f"alarm threshold {threshold:.3g}" if threshold else None)
 
 
+_EST, _REAL, _TARGET = "#d9822b", "#2f6fb0", "#b03a2e"
+
+
+def _y(value: float, low: float, high: float) -> float:
+    return _H - _PAD - (_H - 2 * _PAD) * (value - low) / ((high - low) or 1.0)
+
+
+def _x(i: int, n: int) -> float:
+    return _PAD + (_W - 2 * _PAD) * (i + 0.5) / max(n, 1)
+
+
+def _axis(labels: Sequence[str], low: float, high: float, caption: str) -> list[str]:
+    n = len(labels)
+    parts = [f'<line x1="{_PAD}" y1="{_H - _PAD}" x2="{_W - _PAD}" y2="{_H - _PAD}" '
+             'stroke="#9aa7b4"/>',
+             f'<text x="{_PAD}" y="{_PAD - 8}">{escape(caption)} ({low:.3g}–{high:.3g})'
+             '</text>']
+    for i in sorted({0, n // 2, n - 1}):
+        if 0 <= i < n:
+            parts.append(f'<text x="{_x(i, n):.1f}" y="{_H - _PAD + 13}" '
+                         f'text-anchor="middle">{escape(labels[i])}</text>')
+    return parts
+
+
+def _path(points: Sequence[tuple[float, float]]) -> str:
+    return " ".join(f"{'M' if k == 0 else 'L'}{x:.1f},{y:.1f}" for k, (x, y) in
+                    enumerate(points))
+
+
+def trend_svg(labels: Sequence[str], values: Sequence[float | None], threshold: float | None,
+              caption: str) -> str:
+    """One statistic over time (a line, gaps where a step had no value) with its threshold
+    as a dashed line, as an inline SVG."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return ""
+    high = max([*known, threshold or 0.0]) * 1.1 or 1.0
+    parts = [f'<svg viewBox="0 0 {_W} {_H}" width="100%" role="img" '
+             f'xmlns="http://www.w3.org/2000/svg">', *_axis(labels, 0.0, high, caption)]
+    if threshold is not None:
+        y = _y(threshold, 0.0, high)
+        parts.append(f'<line x1="{_PAD}" y1="{y:.1f}" x2="{_W - _PAD}" y2="{y:.1f}" '
+                     f'stroke="{_TARGET}" stroke-dasharray="4 3"/>')
+    run: list[tuple[float, float]] = []
+    for i, v in enumerate([*values, None]):
+        if v is None:
+            if len(run) > 1:
+                parts.append(f'<path d="{_path(run)}" fill="none" stroke="{_CUR}" '
+                             'stroke-width="1.6"/>')
+            run = []
+            continue
+        x, y = _x(i, len(values)), _y(v, 0.0, high)
+        run.append((x, y))
+        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.2" fill="{_CUR}"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _interval(item: dict[str, Any] | None) -> tuple[float, float, float] | None:
+    if not item or item.get("value") is None:
+        return None
+    value = float(item["value"])
+    low = item.get("lower")
+    high = item.get("upper")
+    return value, float(value if low is None else low), float(value if high is None else high)
+
+
+def performance_svg(perf: dict[str, Any], caption: str) -> str:
+    """The objective's metric per window: estimated (orange band and line) and realised (blue
+    points with their intervals), the validation interval (grey band) and the target (red
+    dashes), as an inline SVG."""
+    metric = perf.get("metric")
+    windows = perf.get("windows") or []
+    if not metric or not windows:
+        return ""
+    labels = [w["start"][5:10] if perf.get("window_s", 0) >= 86400 else w["start"][11:16]
+              for w in windows]
+    est = [_interval((w.get("estimated") or {}).get(metric)) for w in windows]
+    real = [_interval((w.get("realised") or {}).get(metric)) for w in windows]
+    if not any(est) and not any(real):
+        return ""
+    n = len(windows)
+    target = (perf.get("targets") or {}).get(metric)
+    parts = [f'<svg viewBox="0 0 {_W} {_H}" width="100%" role="img" '
+             f'xmlns="http://www.w3.org/2000/svg">', *_axis(labels, 0.0, 1.0, caption)]
+    valid = _interval((perf.get("validation") or {}).get(metric))
+    if valid is not None:
+        top, bottom = _y(valid[2], 0.0, 1.0), _y(valid[1], 0.0, 1.0)
+        parts.append(f'<rect x="{_PAD}" y="{top:.1f}" width="{_W - 2 * _PAD}" '
+                     f'height="{max(bottom - top, 1):.1f}" fill="{_REF}" opacity="0.25"/>')
+    if target is not None:
+        y = _y(float(target), 0.0, 1.0)
+        parts.append(f'<line x1="{_PAD}" y1="{y:.1f}" x2="{_W - _PAD}" y2="{y:.1f}" '
+                     f'stroke="{_TARGET}" stroke-dasharray="4 3"/>')
+    band = [(i, e) for i, e in enumerate(est) if e is not None]
+    if band:
+        upper = [(_x(i, n), _y(e[2], 0.0, 1.0)) for i, e in band]
+        lower = [(_x(i, n), _y(e[1], 0.0, 1.0)) for i, e in reversed(band)]
+        parts.append(f'<path d="{_path(upper + lower)} Z" fill="{_EST}" opacity="0.22"/>')
+        parts.append(f'<path d="{_path([(_x(i, n), _y(e[0], 0.0, 1.0)) for i, e in band])}" '
+                     f'fill="none" stroke="{_EST}" stroke-width="1.6"/>')
+    for i, r in enumerate(real):
+        if r is None:
+            continue
+        x = _x(i, n)
+        parts.append(f'<line x1="{x:.1f}" y1="{_y(r[1], 0.0, 1.0):.1f}" x2="{x:.1f}" '
+                     f'y2="{_y(r[2], 0.0, 1.0):.1f}" stroke="{_REAL}"/>'
+                     f'<circle cx="{x:.1f}" cy="{_y(r[0], 0.0, 1.0):.1f}" r="3" '
+                     f'fill="{_REAL}"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def history_labels(history: dict[str, Any]) -> list[str]:
+    """Axis labels of a drift history: the day (MM-DD) or the hour (HH:MM)."""
+    day = history.get("step_s", 0) >= 86400
+    return [p["start"][5:10] if day else p["start"][11:16] for p in history["points"]]
+
+
+def history_svgs(history: dict[str, Any] | None, caption: str) -> list[tuple[str, str]]:
+    """(label, SVG) of each input's drift statistic over time."""
+    if not history or not history.get("points"):
+        return []
+    labels = history_labels(history)
+    out = []
+    for name, label in history.get("labels", {}).items():
+        stats = [p["features"].get(name) for p in history["points"]]
+        values = [None if s is None or not s.get("enough_rows") else s.get("statistic")
+                  for s in stats]
+        known = next((s for s in stats if s), None)
+        if known is None:
+            continue
+        svg = trend_svg(labels, values, known.get("threshold"),
+                        caption.format(method=_METHOD_NAMES.get(known["method"],
+                                                                known["method"])))
+        if svg:
+            out.append((label, svg))
+    return out
+
+
+_METHOD_NAMES = {"psi": "PSI", "js": "Jensen–Shannon", "ks": "Kolmogorov–Smirnov",
+                 "wasserstein": "Wasserstein", "chi2": "chi-square"}
+
+
+Translate = Callable[..., str]
+
+
+def _moved_words(value: float, threshold: float) -> str:
+    if value >= 2 * threshold:
+        return "monitoring.moved_lot"
+    if value >= threshold:
+        return "monitoring.moved_clearly"
+    if value >= threshold / 2:
+        return "monitoring.moved_little"
+    return "monitoring.moved_none"
+
+
+def _test(feature: dict[str, Any], method: str) -> dict[str, Any] | None:
+    return next((x for x in feature["tests"] if x["method"] == method), None)
+
+
+def feature_sentence(feature: dict[str, Any], t: Translate, *, percent: bool = True) -> str:
+    """One input's sentence in the catalogue's language (the same story as
+    ``planta.core.drift_report.describe``): plain words first, the statistic in brackets
+    behind them, then what to do. ``percent``: the model's answer is a chance (binary)."""
+    f = feature
+    if not f["enough_rows"]:
+        return t("monitoring.says_few", label=f["label"], rows=f"{f['rows']:,}")
+    plot = f.get("plot") or {}
+    after = ""  # said after the bracket (new categories)
+    if f["kind"] == "numeric":
+        test = _test(f, "psi")
+        what = t("monitoring.what_numeric", label=f["label"])
+        detail = t("monitoring.detail_psi", psi=f"{(test or {}).get('statistic') or 0:.2f}")
+        ref, cur = plot.get("mean_reference"), plot.get("mean_current")
+        if ref is not None and cur is not None:
+            detail += t("monitoring.detail_means", reference=f"{ref:.4g}", current=f"{cur:.4g}")
+        advice = "monitoring.advice_numeric"
+    else:
+        test = _test(f, "js")
+        what = t("monitoring.what_category", label=f["label"])
+        detail = t("monitoring.detail_js", js=f"{(test or {}).get('statistic') or 0:.2f}")
+        new = f.get("new_categories") or {}
+        if new:
+            shown = ", ".join(f"{k} ({v:,})" for k, v in sorted(new.items(),
+                                                                  key=lambda kv: -kv[1])[:5])
+            after = t("monitoring.detail_new", values=shown)
+        advice = "monitoring.advice_category"
+    if test is None or test.get("statistic") is None:
+        return str(f.get("says") or "")
+    head = t(_moved_words(float(test["statistic"]), float(test["threshold"])), what=what)
+    effect = f.get("effect")
+    extra = ""
+    if effect and f["drifted"]:
+        now, before = effect.get("mean_now"), effect.get("mean_as_training")
+        if now is not None and before is not None:
+            fmt = (lambda v: f"{v * 100:.1f} %") if percent else (lambda v: f"{v:.4g}")
+            extra = t("monitoring.effect_words", before=fmt(before), now=fmt(now))
+    tail = (t(advice) if f["alerting"] else t("monitoring.tail_quiet")) if f["drifted"] \
+        else t("monitoring.tail_none")
+    text = f"{head} ({detail}){after}{extra}; {tail}."
+    return text[0].upper() + text[1:]
+
+
+def verdict_words(doc: dict[str, Any], t: Translate) -> tuple[str, bool]:
+    """:func:`verdict` in the catalogue's language."""
+    alerting = [f["label"] for f in doc["features"] if f["alerting"]]
+    quiet = [f["label"] for f in doc["features"] if f["drifted"] and not f["alerting"]]
+    if not doc["rows"]:
+        return t("monitoring.verdict_empty"), False
+    if alerting:
+        text = t("monitoring.verdict_alert", inputs=", ".join(alerting))
+        if quiet:
+            text += " " + t("monitoring.verdict_also", inputs=", ".join(quiet))
+        return text, True
+    if quiet:
+        return t("monitoring.verdict_quiet", inputs=", ".join(quiet)), False
+    return t("monitoring.verdict_ok"), False
+
+
 def _tag(feature: dict[str, Any]) -> str:
     if not feature["enough_rows"]:
         return '<span class="tag quiet">too few rows</span>'
@@ -153,8 +373,53 @@ def verdict(doc: dict[str, Any]) -> tuple[str, bool]:
     return "The inputs look like the training data: no drift found.", False
 
 
-def render_html(result: MonitorResult) -> str:
-    """The self-contained HTML report of a monitoring result."""
+def _alerts_html(alerts: Sequence[dict[str, Any]]) -> str:
+    if not alerts:
+        return "<p class=muted>No open alerts for this use case.</p>"
+    rows = "".join(
+        f"<tr><td>{escape(str(a.get('rule')))}</td><td><code>{escape(str(a.get('condition')))}"
+        f"</code></td><td>{escape(str(a.get('state')))}</td>"
+        f"<td>{escape(str(a.get('first_seen'))[:16])}</td><td>{a.get('count')}</td></tr>"
+        for a in alerts)
+    return ("<table><tr><th>rule</th><th>condition</th><th>state</th><th>since</th>"
+            f"<th>windows</th></tr>{rows}</table>")
+
+
+def _drift_history_html(drift_history: dict[str, Any] | None) -> str:
+    trends = history_svgs(drift_history, "{method} per step (dashed: the drift threshold)")
+    if not trends:
+        return ""
+    step = "day" if drift_history and drift_history.get("step_s", 0) >= 86400 else "hour"
+    return (f"<h2>Drift over time</h2><p class=muted>Each input's drift statistic for each "
+            f"{step} of the window, against the reference; above the dashed line it counts as "
+            "moved.</p><div class=grid>" + "".join(
+                f'<div class="card"><h3>{escape(label)}</h3>{svg}</div>'
+                for label, svg in trends) + "</div>")
+
+
+def _performance_html(performance: dict[str, Any] | None) -> str:
+    if not performance:
+        return ""
+    metric = str(performance.get("metric") or "")
+    svg = performance_svg(performance, f"{metric} per window")
+    sentences = "".join(f"<li>{escape(str(x))}</li>"
+                        for x in performance.get("sentences") or [])
+    return ("<h2>Performance over time</h2>"
+            f"<p class=legend><span style=\"background:{_EST}\"></span>estimated from the "
+            f"model's confidence (band: 95 % interval)<span style=\"background:{_REAL}\">"
+            "</span>measured, once the outcomes arrived (bar: 95 % interval)"
+            f"<span style=\"background:{_REF}\"></span>at validation"
+            f"<span style=\"background:{_TARGET}\"></span>objective</p>"
+            f"<ul>{sentences}</ul>"
+            + (f'<div class="card half">{svg}</div>' if svg else
+               "<p class=muted>No predictions with a score in this window.</p>"))
+
+
+def render_html(result: MonitorResult, *, drift_history: dict[str, Any] | None = None,
+                performance: dict[str, Any] | None = None) -> str:
+    """The self-contained HTML report of a monitoring result; with ``drift_history``
+    (:func:`planta.services.monitor.drift_over_time`) and ``performance``
+    (``PerformanceSeries.to_dict()``) it also draws drift and performance over time."""
     doc = result.to_dict(plots=True)
     window = doc["window"]
     what = (f"file {escape(str(window['current']))}" if window["source"] == "file" else
@@ -164,7 +429,8 @@ def render_html(result: MonitorResult) -> str:
     text, bad = verdict(doc)
     rows = []
     for f in doc["features"]:
-        tests = ", ".join(f"{t['method'].upper()} {_num(t['statistic'])}" +
+        tests = ", ".join(f"{_METHOD_NAMES.get(t['method'], t['method'])} "
+                          f"{_num(t['statistic'])}" +
                           (f" (p {_num(t['p_value'])})" if t["p_value"] is not None else "")
                           for t in f["tests"])
         rows.append(f"<tr><td><b>{escape(f['label'])}</b><br><span class=muted>"
@@ -182,7 +448,7 @@ def render_html(result: MonitorResult) -> str:
         score_html = (f"<p>Score PSI {_num(score['psi'])}, KS {_num(score['ks'])}; alarms "
                       f"{_pct(score['positive_rate'])} of answers now, "
                       f"{_pct(score['reference_positive_rate'])} on the holdout.</p>"
-                      f'<div class="card">{score_svg(score)}</div>')
+                      f'<div class="card half">{score_svg(score)}</div>')
     elif score.get("positive_rate") is not None:
         score_html = f"<p>Alarms: {_pct(score['positive_rate'])} of answers.</p>"
     else:
@@ -200,13 +466,16 @@ def render_html(result: MonitorResult) -> str:
 <div class=muted>Model version {doc['model_version']} · {what} · {doc['rows']:,} rows ·
 made {escape(doc['made_at'][:19])} UTC</div>
 <div class="verdict{' bad' if bad else ''}">{escape(text)}</div>
+<h2>Open alerts</h2>{_alerts_html(doc.get("alerts") or [])}
 <h2>Inputs: drift per feature</h2>
 <p class=legend><span style="background:{_REF}"></span>training (reference)
 <span style="background:{_CUR}"></span>this window</p>
 <table><tr><th>feature</th><th>state</th><th>importance</th><th>tests</th><th>in plain words</th>
 </tr>{''.join(rows)}</table>
 <div class=grid style="margin-top:14px">{''.join(cards)}</div>
+{_drift_history_html(drift_history)}
 <h2>Model output: score distribution</h2>{score_html}
+{_performance_html(performance)}
 <h2>Data quality</h2>
 <p>Rejected by the contract: {q['rejected']:,} records ({_pct(q['rejected_rate'])});
 out of contract (rejected or outside the accepted range): {_pct(q['out_of_contract_rate'])}.</p>
@@ -223,4 +492,5 @@ in planta.toml.</p>
 """
 
 
-__all__ = ["feature_svg", "render_html", "score_svg", "verdict"]
+__all__ = ["feature_sentence", "feature_svg", "history_labels", "history_svgs", "performance_svg", "render_html",
+           "score_svg", "trend_svg", "verdict", "verdict_words"]

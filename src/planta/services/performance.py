@@ -546,8 +546,22 @@ def _window_metrics(uc: UseCase, y: np.ndarray, served: np.ndarray, thresholds: 
     # then compare shifted scores: a window with two versions is rare and short).
     threshold = float(thresholds[-1])
     metrics = realised_metrics(Task.BINARY, y.astype(int), served - thresholds + threshold,
-                               threshold=threshold, days=days, cost=uc.objective.cost)
+                               threshold=threshold, days=days, cost=uc.objective.cost,
+                               metrics=_binary_metrics(uc))
     return {k: v for k, v in metrics.items() if k != "cost_no_model"}
+
+
+_RANKING = frozenset({"roc_auc", "pr_auc"})
+_BINARY_METRICS = frozenset({"recall", "precision", "f1", "accuracy", "balanced_accuracy",
+                             "specificity", "false_alarm_rate", "false_alarms_per_day",
+                             "expected_cost", "savings"})
+
+
+def _binary_metrics(uc: UseCase) -> frozenset[str]:
+    """A window's realised metrics: the ranking ones (ROC-AUC, PR-AUC) only when the objective
+    names them: their bootstrap is most of a window's cost, and no page shows them otherwise."""
+    named = {c.metric for c in objective_clauses(uc.objective)}
+    return _BINARY_METRICS | (named & _RANKING)
 
 
 def _float(value: Any) -> float:

@@ -23,8 +23,6 @@ import contextlib
 import hashlib
 import json
 import math
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ import numpy as np
 
 from planta.core.metrics import Estimate
 from planta.core.performance import ScoreSummary
+from planta.store.private import private_write_text
 
 MAX_ENTRIES = 50_000
 _FORMAT = "planta.performance-cache/1"
@@ -148,15 +147,7 @@ class WindowMemory:
         if len(entries) > MAX_ENTRIES:
             entries = dict(list(entries.items())[-MAX_ENTRIES:])
         with contextlib.suppress(OSError):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".perf-", suffix=".json")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump({"format": _FORMAT, "entries": entries}, fh)
-                os.replace(tmp, self.path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            private_write_text(self.path, json.dumps({"format": _FORMAT, "entries": entries}))
         self._new.clear()
 
     def _load(self) -> dict[str, Any]:

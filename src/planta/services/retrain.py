@@ -192,7 +192,9 @@ def _feedback_frame(ws: Workspace, usecase: UseCase, contract: Contract, target:
     for i, (record, value) in enumerate(joined):
         if i in skip:
             continue
-        row = dict(record.inputs)
+        # The log keeps each record as the client sent it: the contract's labels ("Torque
+        # [Nm]") as often as its canonical names, which the dataset's columns are.
+        row = {contract.resolve(str(k)) or k: v for k, v in record.inputs.items()}
         if time_name and row.get(time_name) is None:
             row[time_name] = record.at.isoformat()   # when it was predicted, if not sent
         rows.append(row)

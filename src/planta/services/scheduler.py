@@ -389,10 +389,16 @@ def default_retrain() -> RetrainFunction | None:
 
 
 def collect_signals(ws: Workspace, usecase: str, *, until: datetime,
-                    since: datetime | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+                    since: datetime | None = None, window: timedelta | None = None
+                    ) -> tuple[dict[str, float], dict[str, Any]]:
     """One window's signals for rules: drift (``planta.services.monitor``) and performance
     (``planta.services.performance``), each used when installed. Returns the signals and a
-    note of which sources answered (for the alert's payload)."""
+    note of which sources answered (for the alert's payload).
+
+    ``window`` (default: a day) is the width of the window: drift compares the ``window``
+    before ``until``; performance is computed per ``window`` over the 30 windows before it."""
+    if window is not None:
+        since = since or until - window
     signals: dict[str, float] = {}
     sources: dict[str, Any] = {}
     errors: list[PlantaError] = []
@@ -403,7 +409,10 @@ def collect_signals(ws: Workspace, usecase: str, *, until: datetime,
         performance = None  # type: ignore[assignment]
     if performance is not None:
         try:
-            series = performance.performance_over_time(ws, usecase, until=until, now=until)
+            series = (performance.performance_over_time(ws, usecase, until=until, now=until)
+                      if window is None else performance.performance_over_time(
+                          ws, usecase, since=until - 30 * window, until=until, window=window,
+                          now=until))
             signals.update(series.signals())
             sources["performance"] = {"until": until}
         except PlantaError as exc:  # the other source may still answer; rules say what's missing
@@ -435,12 +444,34 @@ def collect_signals(ws: Workspace, usecase: str, *, until: datetime,
     return signals, sources
 
 
+def _warm(ws: Workspace, usecase: str) -> None:
+    """Keep the year's monitoring caches filled (planta.services.warmup), so the pages stay
+    fast; a failure here is logged, never the job's."""
+    try:
+        from planta.services.warmup import warm_caches
+
+        warm_caches(ws, [usecase])
+    except Exception as exc:  # the job's result stands without its caches
+        log.warning("warming the monitoring caches of %s failed: %s", usecase, exc)
+
+
 def monitor_job(ws: Workspace, spec: JobSpec, run: JobRun) -> dict[str, Any]:
-    """Evaluate the use case's rules on the window that ended at the scheduled time."""
+    """Evaluate the use case's rules on the window that ended at the scheduled time (a day,
+    or ``options.window_s`` seconds of a ``[[scheduler.jobs]]`` entry)."""
     if spec.usecase is None:
         raise StateError(f"Job {spec.name} has no use case to monitor.",
                          hint="Add usecase = \"...\" to the job in planta.toml.")
-    signals, sources = collect_signals(ws, spec.usecase, until=run.scheduled_for)
+    width = spec.options.get("window_s")
+    try:
+        window = None if width is None else timedelta(seconds=float(width))
+    except (TypeError, ValueError, OverflowError):
+        window = timedelta(0)
+    if window is not None and window <= timedelta(0):
+        raise StateError(f"Job {spec.name}: options.window_s must be a positive number of "
+                         f"seconds (got {width!r}).", hint="Write options = {window_s = 3600}.")
+    signals, sources = collect_signals(ws, spec.usecase, until=run.scheduled_for,
+                                       window=window)
+    _warm(ws, spec.usecase)
     if run.alerts is None:
         return {"signals": signals}
     outcomes = run.alerts.evaluate(spec.usecase, signals, window=run.scheduled_for.isoformat(),

@@ -40,6 +40,7 @@ import pyarrow as pa
 
 from planta.core.models import Predictions, Predictor, default_threads
 from planta.errors import FileFormatError, PlantaError, StoreError
+from planta.services.onnx_engine import OnnxEngine, build_engine, cheaper
 from planta.services.tables import Chunk, TableWriter, iter_chunks
 from planta.services.workspace import Workspace
 from planta_edge.contract import Contract, validate_columns
@@ -57,6 +58,10 @@ _BLOCK_ROWS = 32_768
 _HANDOFF_ITEMS = 1
 # How often a stage blocked on a queue looks whether the pipeline was stopped.
 _POLL_S = 0.05
+# Inputs at least this large predict through the onnxruntime engine (planta.services.onnx_engine)
+# when it is exact for the model: building it and importing onnx cost about 1 s, which the
+# engine's faster trees repay only over some tens of thousands of rows.
+_ENGINE_MIN_BYTES = 8 * 1024 * 1024
 # Member kinds whose prediction of a row depends on that row only, bit for bit, however the
 # rows are split into blocks (a linear model goes through a matrix product, which BLAS may
 # sum differently for other shapes: it is cheap, so its chunks are predicted whole).
@@ -314,10 +319,16 @@ class _Model:
     predictor: Predictor
     contract: Contract
     version: int
+    engine: OnnxEngine | None = None   # the same predictions from onnxruntime, when exact
+
+    def predict_matrix(self, X: np.ndarray) -> Predictions:
+        return (self.engine or self.predictor).predict_matrix(X)
 
 
-def _load_model(ws: Workspace, usecase: str, version: str | int, threads: int) -> _Model:
-    """The model version's predictor (one thread per predict call when the pool has several)."""
+def _load_model(ws: Workspace, usecase: str, version: str | int, threads: int,
+                engine: bool = False) -> _Model:
+    """The model version's predictor (one thread per predict call when the pool has several),
+    and with ``engine`` its onnxruntime engine when that is exact for the model."""
     # Imported here, once the reader thread is parsing: planta.services.versions brings in
     # scipy, scikit-learn and then LightGBM (about 1 s of imports on the 2-core bench box),
     # during which the first chunks are read.
@@ -331,7 +342,15 @@ def _load_model(ws: Workspace, usecase: str, version: str | int, threads: int) -
         # pool and one call on both threads score at the same speed (within 2 %); the pool also
         # balances the blocks across cores that the reader and writer share.
         predictor = Predictor.from_members(bundle.members, num_threads=1)
-    return _Model(predictor, contract, int(bundle.version or 0))
+    fast = None
+    if engine:
+        profile = bundle.json("profile.json") if "profile.json" in bundle.members else {}
+        fast = build_engine(predictor, profile).engine
+        # Faster per single record, the engine may still cost more on large blocks for some
+        # models (XGBoost members): measure both on one block of the size the pool predicts.
+        if fast is not None and not cheaper(fast, predictor, profile, _BLOCK_ROWS // 4)[0]:
+            fast = None
+    return _Model(predictor, contract, int(bundle.version or 0), fast)
 
 
 @dataclass
@@ -377,7 +396,7 @@ class _Run:
             row_wise = all(m.kind in _ROW_WISE_KINDS for _, m in predictor.members)
             in_flight: deque[_InFlight] = deque()
             while (chunk := self.reader.out.get()) is not _END:
-                in_flight.append(self._launch(predictor, contract, chunk, range_policy,
+                in_flight.append(self._launch(model, contract, chunk, range_policy,
                                               row_wise))
                 # One chunk ahead: the pool predicts it while this thread assembles the last.
                 if len(in_flight) > 1:
@@ -413,10 +432,10 @@ class _Run:
             if self.pool is not None:
                 self.pool.shutdown(wait=False)
 
-    def _launch(self, predictor: Predictor, contract: Contract, chunk: Chunk,
+    def _launch(self, model: _Model, contract: Contract, chunk: Chunk,
                 range_policy: str, row_wise: bool) -> _InFlight:
         """Check a chunk and hand its accepted rows to the pool, in blocks."""
-        verdict, matrix = _check(predictor, contract, chunk, range_policy)
+        verdict, matrix = _check(model.predictor, contract, chunk, range_policy)
         blocks: list[Future[Predictions]] = []
         if matrix is not None:
             n = matrix.shape[0]
@@ -425,10 +444,10 @@ class _Run:
                 part = matrix[lo:lo + step]
                 if self.pool is None:
                     done: Future[Predictions] = Future()
-                    done.set_result(predictor.predict_matrix(part))
+                    done.set_result(model.predict_matrix(part))
                     blocks.append(done)
                 else:
-                    blocks.append(self.pool.submit(predictor.predict_matrix, part))
+                    blocks.append(self.pool.submit(model.predict_matrix, part))
         return _InFlight(chunk, verdict, blocks)
 
     def _land(self, predictor: Predictor, job: _InFlight, version: int,
@@ -470,7 +489,9 @@ def score_file(ws: Workspace, usecase: str, source: Path, output: Path, *,
     fmt, chunks = iter_chunks(source, rows=chunk_rows)
     writer = TableWriter(output, fmt)
     model, counts, input_sha = _Run(source, output, chunks, writer, threads).execute(
-        lambda: _load_model(ws, usecase, version, threads), range_policy, progress)
+        lambda: _load_model(ws, usecase, version, threads,
+                            engine=source.stat().st_size >= _ENGINE_MIN_BYTES),
+        range_policy, progress)
     model_version = model.version
     duration = time.perf_counter() - start
     n_rows, n_ok = counts.n_rows, counts.n_ok

@@ -64,12 +64,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Self
 
-from sqlalchemy import Connection, Text, cast, delete, func, insert, or_, select
+from sqlalchemy import Connection, Text, cast, delete, func, or_, select
 from sqlalchemy.exc import DataError, IntegrityError
 
 from planta.errors import InputError, StoreError
 from planta.store.ids import decode, encode, id_range, is_id, new_id
 from planta.store.metadata import Store, feedback, predictions, rejections, utc_now
+from planta.store.raw_insert import RawInsert
 
 _logger = logging.getLogger(__name__)
 
@@ -220,6 +221,7 @@ class PredictionLog:
         self._last_error: str | None = None
         self._written = 0
         self._commits = 0
+        self._raw: tuple[RawInsert, RawInsert] | None = None  # prepared on the first write
         self._in_memory = store.dialect == "sqlite" and store.sqlite_path is None
         # Started by the first entry, so that a log opened only to read costs no thread.
         self._thread: threading.Thread | None = None
@@ -410,6 +412,8 @@ class PredictionLog:
         try:
             with self.store.errors("write the prediction log to"):
                 conn = self._connection()
+                if self._driver_commit(conn, batch):
+                    return
                 try:
                     with conn.begin():
                         self._insert(conn, batch)
@@ -452,14 +456,58 @@ class PredictionLog:
         else:
             self._healthy, self._last_error = True, None
 
-    @staticmethod
-    def _insert(conn: Connection, batch: list[_Item]) -> None:
-        rows = [_row(item.row) for item in batch if item.kind == "p"]
-        refused = [item.row for item in batch if item.kind == "r"]
-        if rows:
-            conn.execute(insert(predictions), rows)
-        if refused:
-            conn.execute(insert(rejections), refused)
+    def _statements(self, conn: Connection) -> tuple[RawInsert, RawInsert]:
+        # One prepared statement per table through the driver's executemany: Core's per-row
+        # parameter handling cost about 6 µs a row more (RawInsert).
+        if self._raw is None:
+            self._raw = (RawInsert(predictions, _PREDICTION_COLUMNS, conn.dialect),
+                         RawInsert(rejections, _REJECTION_COLUMNS, conn.dialect))
+        return self._raw
+
+    def _insert(self, conn: Connection, batch: list[_Item]) -> None:
+        pred, rej = self._statements(conn)
+        pred.execute(conn, [_row(item.row) for item in batch if item.kind == "p"])
+        rej.execute(conn, [tuple(item.row[c] for c in _REJECTION_COLUMNS)
+                           for item in batch if item.kind == "r"])
+
+    def _driver_commit(self, conn: Connection, batch: list[_Item]) -> bool:
+        """SQLite file: BEGIN IMMEDIATE, the inserts and COMMIT straight on the sqlite3
+        connection, which saves SQLAlchemy's begin/commit bookkeeping (about 150 µs of CPU per
+        group). The commit is the same (synchronous=FULL fsyncs the WAL before COMMIT returns).
+        Returns False, with nothing written, on any driver error: the caller then writes the
+        batch through SQLAlchemy, which classifies the error (a bad row, a full disk)."""
+        if self.store.dialect != "sqlite" or self._in_memory:
+            return False
+        import sqlite3
+
+        pred, rej = self._statements(conn)
+        try:
+            rows = [pred.bind(_row(item.row)) for item in batch if item.kind == "p"]
+            refused = [rej.bind(tuple(item.row[c] for c in _REJECTION_COLUMNS))
+                       for item in batch if item.kind == "r"]
+        except (TypeError, ValueError):
+            return False  # a value no column takes: SQLAlchemy names it
+        # dbapi_connection, not driver_connection: the latter is None once detached
+        # (durability "process"); for pysqlite both are the sqlite3 connection.
+        dbapi = conn.connection.dbapi_connection
+        if not isinstance(dbapi, sqlite3.Connection):
+            return False
+        cur = dbapi.cursor()
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+            if rows:
+                cur.executemany(pred.sql, rows)
+            if refused:
+                cur.executemany(rej.sql, refused)
+            cur.execute("COMMIT")
+        except sqlite3.Error:
+            with contextlib.suppress(sqlite3.Error):
+                if dbapi.in_transaction:
+                    cur.execute("ROLLBACK")
+            return False
+        finally:
+            cur.close()
+        return True
 
     def _settle(self, batch: list[_Item]) -> None:
         with self._cond:
@@ -703,21 +751,26 @@ def _text(name: str, value: str) -> str:
     return value
 
 
-def _row(entry: LogEntry) -> dict[str, Any]:
+# The writer's column orders (RawInsert); _row and record_rejection's rows follow them.
+_PREDICTION_COLUMNS = ("id", "last_id", "n", "at", "usecase", "version", "route", "channel",
+                       "caller", "request_id", "latency_ms", "device", "entities", "inputs",
+                       "outputs")
+_REJECTION_COLUMNS = ("id", "at", "usecase", "channel", "caller", "n_records", "rules")
+
+
+def _row(entry: LogEntry) -> tuple[Any, ...]:
+    """A log entry's values in ``_PREDICTION_COLUMNS`` order."""
     first = decode(entry.first_id) if isinstance(entry.first_id, str) else entry.first_id
     inputs, outputs = entry.inputs_json, entry.outputs_json
     latency = entry.latency_ms
-    return {
-        "id": encode(first), "last_id": encode(first + entry.n - 1), "n": entry.n,
-        "at": entry.at, "usecase": entry.usecase, "version": int(entry.version),
-        "route": entry.route, "channel": entry.channel, "caller": entry.caller,
-        "request_id": entry.request_id,
-        "latency_ms": None if latency is None or not math.isfinite(latency) else float(latency),
-        "device": entry.device,
-        "entities": None if entry.entities is None else list(entry.entities),
-        "inputs": inputs.decode("utf-8") if isinstance(inputs, bytes) else inputs,
-        "outputs": outputs.decode("utf-8") if isinstance(outputs, bytes) else outputs,
-    }
+    return (
+        encode(first), encode(first + entry.n - 1), entry.n, entry.at, entry.usecase,
+        int(entry.version), entry.route, entry.channel, entry.caller, entry.request_id,
+        None if latency is None or not math.isfinite(latency) else float(latency),
+        entry.device, None if entry.entities is None else list(entry.entities),
+        inputs.decode("utf-8") if isinstance(inputs, bytes) else inputs,
+        outputs.decode("utf-8") if isinstance(outputs, bytes) else outputs,
+    )
 
 
 def _row_error(store: Store, exc: Exception) -> StoreError:

@@ -1,5 +1,6 @@
-"""The monitoring page of a use case: drift per feature (reference vs current), the model's
-score distribution and data quality, for a window of the prediction log.
+"""The monitoring page of a use case: open alerts, drift per feature (reference vs current),
+drift over time, the model's score distribution, performance over time and data quality, for a
+window of the prediction log.
 
     /ui/usecases/{name}/monitoring?since=24h      windows offered: 1h, 24h, 7d, 30d
 
@@ -14,8 +15,15 @@ from typing import Any
 
 from markupsafe import Markup
 
-from planta.services.monitor import monitor
-from planta.services.monitor_report import feature_svg, score_svg, verdict
+from planta.services.monitor import drift_over_time, monitor, performance_windows
+from planta.services.monitor_report import (
+    feature_sentence,
+    feature_svg,
+    history_svgs,
+    performance_svg,
+    score_svg,
+    verdict_words,
+)
 from planta.ui.view import View
 
 # The statistic shown per input, with its plain-words gloss (catalogue keys).
@@ -35,9 +43,12 @@ def monitoring(view: View, name: str) -> dict[str, Any]:
     if since_key not in WINDOWS:
         since_key = "24h"
     until = datetime.now(UTC)
-    result = monitor(view.rt.ws, name, since=until - WINDOWS[since_key], until=until)
+    since = until - WINDOWS[since_key]
+    ws = view.rt.ws
+    result = monitor(ws, name, since=since, until=until)
     doc = result.to_dict(plots=True)
-    text, bad = verdict(doc)
+    text, bad = verdict_words(doc, view.t)
+    percent = doc["score"].get("positive_rate") is not None
     features = []
     for f in doc["features"]:
         # The SVG is drawn by planta from numbers and escaped labels; nothing from the request.
@@ -45,11 +56,21 @@ def monitoring(view: View, name: str) -> dict[str, Any]:
         main = f["tests"][1] if len(f["tests"]) > 1 else f["tests"][0]
         method, term = TERMS.get(main["method"], (main["method"], ""))
         features.append(f | {"svg": svg, "p": f["tests"][0], "main": main,
+                             "says": feature_sentence(f, view.t, percent=percent),
                              "method": view.t(method), "term": view.t(term) if term else ""})
-    score = Markup(score_svg(doc["score"]))  # nosec B704
+    score = Markup(score_svg(doc["score"]))  # nosec B704 - numbers, escaped labels
+    history = drift_over_time(ws, name, since=since, until=until,
+                              version=result.model_version, now=until)
+    # Drawn by planta from numbers and escaped labels, like the plots above.
+    trends = [(label, Markup(svg))  # nosec B704
+              for label, svg in history_svgs(history, view.t("monitoring.over_time_caption"))]
+    perf = performance_windows(ws, name, since=since, until=until, now=until)
+    drawn = performance_svg(perf, str(perf.get("metric") or "")) if perf else ""
+    perf_svg = Markup(drawn)  # nosec B704 - drawn from numbers, escaped labels
     return {"name": name, "doc": doc, "features": features, "verdict": text, "bad": bad,
             "windows": list(WINDOWS), "since": since_key,
-            "score_svg": score,
+            "score_svg": score, "alerts": doc["alerts"], "trends": trends,
+            "performance": perf, "performance_svg": perf_svg,
             "duration_ms": round(result.duration_s * 1000)}
 
 

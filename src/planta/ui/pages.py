@@ -172,10 +172,12 @@ def model_context(view: View, name: str, version: Any = None) -> dict[str, Any]:
 
 
 def usecase(view: View, name: str) -> dict[str, Any]:
+    from planta.store.alerts import AlertStore
     from planta.ui.model_detail import detail_context
 
     ctx = model_context(view, name, view.request.query_params.get("version"))
-    return {**ctx, **detail_context(view, name, ctx["mv"])}
+    active = len(AlertStore(view.rt.ws.store).list(usecase=name, state="active"))
+    return {**ctx, **detail_context(view, name, ctx["mv"]), "active_alerts": active}
 
 
 def version(view: View, name: str, version: str) -> dict[str, Any]:

@@ -162,4 +162,22 @@ def _time(value: str | None, name: str) -> datetime | None:
                          hint="Use 30m, 24h, 7d or 2026-11-23T08:00:00Z.") from None
 
 
-__all__ = ["describe_usecase", "json_response", "router", "runtime"]
+def report_window(request: Request, name: str, *, what: str, default_since: str,
+                  longest: timedelta) -> tuple[Runtime, datetime, datetime]:
+    """The runtime and the (since, until) of a report request on use case ``name``, after the
+    viewer check: a 404 for an unknown use case, a 400 for a bad or over-long window."""
+    rt = runtime(request)
+    require(request.scope["state"], Role.VIEWER, what)
+    if name not in rt.ws.project.usecase_names:
+        raise HTTPProblem(404, f"There is no use case {name[:100]!r} in this project.",
+                          rule="not_found")
+    q = request.query_params
+    until = _time(q.get("until"), "until") or datetime.now(UTC)
+    since = _time(q.get("since") or default_since, "since") or until
+    if until - since > longest:
+        raise InputError(f"The window {since:%Y-%m-%d} to {until:%Y-%m-%d} is longer than "
+                         f"{longest.days} days.", hint="Ask for a shorter one (since=30d).")
+    return rt, since, until
+
+
+__all__ = ["describe_usecase", "json_response", "report_window", "router", "runtime"]
