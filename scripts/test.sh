@@ -1,24 +1,20 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a fresh Debian machine, then run the whole suite.
-# System packages: PostgreSQL (the store's second engine; the tests start a throwaway server)
-# and Chromium (the UI's browser tests drive Debian's build through Playwright, whose own
-# browser download does not work offline).
+# System packages: PostgreSQL (the store's second engine; the tests start a throwaway server),
+# Chromium (the UI's browser tests drive Debian's build through Playwright, whose own browser
+# download does not work offline) and Mosquitto (the alert and edge tests publish to a real
+# broker on a loopback port). Installed with apt-get when missing, one update for all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
-  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  missing=()
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
+  if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-  fi
-  if ! command -v chromium >/dev/null 2>&1; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  fi
-  # Mosquitto: the alert and edge tests publish to a real broker on a loopback port.
-  if ! [ -x /usr/sbin/mosquitto ] && ! command -v mosquitto >/dev/null 2>&1; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 fi
 

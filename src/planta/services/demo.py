@@ -93,7 +93,8 @@ def run_demo(folder: Path | None = None, *, budget_s: float = 30.0,
                                  actor=ws.actor, role="admin",
                                  reason="demo: first model for the milling line",
                                  exception=first.state == "rejected")
-        step("promote", t("demo.promote", version=moved.version, actor=moved.actor))
+        step("promote", t("demo.promote_exception" if first.state == "rejected" else "demo.promote",
+                          version=moved.version, actor=moved.actor))
 
         scored = root / "scored.csv"
         s = score_file(ws, "failure", new_file, scored)
