@@ -108,7 +108,8 @@ def run_demo(folder: Path | None = None, *, budget_s: float = 30.0,
         ws.registry.move("failure", second.version, "production", action="promote",
                          actor=ws.actor, role="admin", reason="demo: try the second model",
                          exception=second.state == "rejected")
-        step("retrain", t("demo.retrain", version=second.version), version=second.version)
+        step("retrain", t("demo.retrain", version=second.version, state=t(f"state.{second.state}")),
+             version=second.version)
         back = ws.registry.rollback("failure", actor=ws.actor, role="admin",
                                     reason="demo: back to the first model")
         step("rollback", t("demo.rollback", version=back.version), version=back.version)
