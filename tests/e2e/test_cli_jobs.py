@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from clikit import PLANTA, planta, planta_json, runner
 
 from planta.cli.app import app
 from planta.services.demo import demo_data
@@ -25,28 +22,16 @@ from planta.services.workspace import Workspace
 from planta.store.jobs import JobQueue
 from planta.store.predictions import PredictionLog
 
-runner = CliRunner()
-PLANTA = shutil.which("planta") or str(Path(sys.executable).with_name("planta"))
 DEADLINE_S = 30.0
 
 
-def run(*args: str, code: int = 0) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == code, f"planta {' '.join(args)} -> {result.exit_code}:\n" \
-                                     f"{result.output}"
-    assert "Traceback" not in result.output
-    return result.output
-
-
-def run_json(*args: str, code: int = 0) -> Any:
-    return json.loads(run(*args, "--json", code=code))
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("cli-jobs") / "plant-a"
     cwd = os.getcwd()
-    run("init", str(root))
+    planta("init", str(root))
     os.chdir(root)
     try:
         raw = pd.read_csv(demo_data())
@@ -55,14 +40,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         new.loc[new.index[5], "Torque [Nm]"] = -7.0    # below the physical minimum
         new.loc[new.index[9], "Type"] = "X"            # not a known category
         new.to_csv(root / "march.csv", index=False)
-        run("usecase", "add", "failure", "--target", "Machine failure", "--task", "binary",
-            "--objective", "recall>=0.10")
-        run_json("ingest", "failure", "history.csv")
+        planta("usecase", "add", "failure", "--target", "Machine failure", "--task", "binary",
+               "--objective", "recall>=0.10")
+        planta_json("ingest", "failure", "history.csv")
         trained = runner.invoke(app, ["train", "failure", "--budget", "2", "--json"])
         assert trained.exit_code in (0, 3), trained.output
         state = json.loads(trained.output)["state"]
-        run("promote", "failure", "1", "--reason", "jobs test",
-            *(["--exception"] if state == "rejected" else []))
+        planta("promote", "failure", "1", "--reason", "jobs test",
+               *(["--exception"] if state == "rejected" else []))
         yield root
     finally:
         os.chdir(cwd)
@@ -75,18 +60,18 @@ def test_file_job_is_scored_by_worker_once_like_planta_score(project: Path) -> N
                           caller="line-3-mes", options={"format": "parquet"})
     finally:
         ws.close()
-    listed = run_json("jobs", "--status", "queued")
+    listed = planta_json("jobs", "--status", "queued")
     assert [j["id"] for j in listed] == [job.id]
-    out = run_json("worker", "--once")
+    out = planta_json("worker", "--once")
     assert out["handled"] is True and out["job"]["id"] == job.id
     assert out["job"]["status"] == "done"
     assert out["job"]["result_name"] == "scored-march.parquet"
     assert out["job"]["summary"]["rows"] == 40 and out["job"]["summary"]["rejected"] == 2
 
-    shown = run_json("jobs", "show", job.id, "-o", "result.parquet")
+    shown = planta_json("jobs", "show", job.id, "-o", "result.parquet")
     assert shown["status"] == "done" and shown["saved_to"] == "result.parquet"
     result = pd.read_parquet(project / "result.parquet")
-    run_json("score", "failure", "march.csv", "-o", "direct.parquet")
+    planta_json("score", "failure", "march.csv", "-o", "direct.parquet")
     direct = pd.read_parquet(project / "direct.parquet")
     assert len(result) == 40
     assert result["status"].tolist() == direct["status"].tolist()
@@ -105,20 +90,20 @@ def test_file_job_is_scored_by_worker_once_like_planta_score(project: Path) -> N
         ws.close()
     assert len(logged) == 38 and {r.request_id for r in logged} == {job.id}
     # The batch and its audit event name the job's caller, not the worker's OS user.
-    events = run_json("audit", "log", "--action", "score")
+    events = planta_json("audit", "log", "--action", "score")
     assert any(e["actor"] == "line-3-mes" for e in events)
 
-    text = run("jobs")
+    text = planta("jobs")
     assert job.id in text and "done" in text
-    text = run("jobs", "show", job.id)
+    text = planta("jobs", "show", job.id)
     assert "scored-march.parquet" in text and "line-3-mes" in text
-    assert "No job is waiting" in run("worker", "--once")
+    assert "No job is waiting" in planta("worker", "--once")
 
 
 def test_mistakes_get_one_line(project: Path) -> None:
-    out = run("jobs", "show", "01J9ZQ4M6T3V8K2X5N7R0B1C4D", code=1)
+    out = planta("jobs", "show", "01J9ZQ4M6T3V8K2X5N7R0B1C4D", code=1)
     assert "no job" in out.lower()
-    out = run("jobs", "--status", "lost", code=1)
+    out = planta("jobs", "--status", "lost", code=1)
     assert "lost" in out
     ws = Workspace.open(project)
     try:
@@ -126,7 +111,7 @@ def test_mistakes_get_one_line(project: Path) -> None:
         JobQueue(ws.store).cancel(job.id, "ana")
     finally:
         ws.close()
-    out = run("jobs", "show", job.id, "-o", "nothing.json", code=1)
+    out = planta("jobs", "show", job.id, "-o", "nothing.json", code=1)
     assert "cancelled" in out and not (project / "nothing.json").exists()
 
 
@@ -151,7 +136,7 @@ def test_worker_process_scores_then_stops_cleanly_on_sigterm(project: Path) -> N
                 proc.wait()
         assert proc.returncode == 0, out
         assert "SIGTERM" in out and "stopped after 1 job" in out
-        run("jobs", "show", job.id, "-o", "r.json")
+        planta("jobs", "show", job.id, "-o", "r.json")
         doc = json.loads((project / "r.json").read_text())
         assert [r["status"] for r in doc["results"]] == ["ok", "ok", "ok"]
     finally:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from clikit import PLANTA, planta, planta_json, runner
 
 from planta.cli.app import app
 from planta.services.workspace import Workspace
@@ -20,28 +17,13 @@ from planta.store.ids import id_range, reserve
 from planta.store.metadata import utc_now
 from planta.store.predictions import LogEntry, PredictionLog
 
-runner = CliRunner()
-PLANTA = shutil.which("planta") or str(Path(sys.executable).with_name("planta"))
-
-
-def run(*args: str, code: int = 0) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == code, f"planta {' '.join(args)} -> {result.exit_code}:\n" \
-                                     f"{result.output}"
-    assert "Traceback" not in result.output
-    return result.output
-
-
-def run_json(*args: str, code: int = 0) -> Any:
-    return json.loads(run(*args, "--json", code=code))
-
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "plant-a"
-    run("init", str(root))
+    planta("init", str(root))
     monkeypatch.chdir(root)
-    run("usecase", "add", "failure", "--target", "Machine failure", "--entity", "Machine")
+    planta("usecase", "add", "failure", "--target", "Machine failure", "--entity", "Machine")
     return root
 
 
@@ -69,32 +51,32 @@ def log_requests(root: Path) -> dict[str, list[str]]:
 
 def test_predictions_lists_newest_first_with_filters(project: Path) -> None:
     ids = log_requests(project)
-    records = run_json("predictions", "failure")
+    records = planta_json("predictions", "failure")
     assert [r["prediction_id"] for r in records] == ids["new"][::-1] + ids["old"][::-1]
     assert records[0]["inputs"] == {"machine": "M-4", "torque_nm": 42.0}
     assert records[0]["probability"] == 0.25 and records[0]["version"] == 2
-    assert len(run_json("predictions", "failure", "--since", "1h")) == 3
-    assert len(run_json("predictions", "failure", "--until", "1h")) == 2
-    assert [r["entity"] for r in run_json("predictions", "failure", "--entity", "M-1")] == [
+    assert len(planta_json("predictions", "failure", "--since", "1h")) == 3
+    assert len(planta_json("predictions", "failure", "--until", "1h")) == 2
+    assert [r["entity"] for r in planta_json("predictions", "failure", "--entity", "M-1")] == [
         "M-1", "M-1"]
-    assert len(run_json("predictions", "failure", "--version", "1", "--limit", "1")) == 1
-    text = run("predictions", "failure", "--limit", "2")
+    assert len(planta_json("predictions", "failure", "--version", "1", "--limit", "1")) == 1
+    text = planta("predictions", "failure", "--limit", "2")
     assert ids["new"][2] in text and "Predictions of failure" in text
     assert "The newest 2" in text
 
 
 def test_predictions_says_what_to_do_when_there_are_none(project: Path) -> None:
-    text = run("predictions", "failure")
+    text = planta("predictions", "failure")
     assert "No predictions of failure are logged yet" in text
     assert "planta server" in text
     log_requests(project)
-    text = run("predictions", "failure", "--version", "9")
+    text = planta("predictions", "failure", "--version", "9")
     assert "--version" in text and "drop" in text
-    assert run_json("predictions", "failure", "--version", "9") == []
+    assert planta_json("predictions", "failure", "--version", "9") == []
 
 
 def test_predictions_refuses_a_bad_use_case_or_time(project: Path) -> None:
-    out = run_json("predictions", "scrap", code=1)
+    out = planta_json("predictions", "scrap", code=1)
     assert out["ok"] is False and out["error"] == "NotFoundError"
     result = runner.invoke(app, ["predictions", "failure", "--since", "last tuesday"])
     assert result.exit_code == 2 and "span" in result.output
@@ -105,16 +87,16 @@ def test_feedback_from_a_file_is_idempotent_and_names_unknown_rows(project: Path
     labels = pd.DataFrame({"prediction_id": [ids["old"][0], ids["new"][1], "01J000BADID"],
                            "Machine failure": [1, 0, 1]})
     labels.to_csv(project / "labels.csv", index=False)
-    out = run_json("feedback", "labels.csv")
+    out = planta_json("feedback", "labels.csv")
     assert (out["usecase"], out["added"], out["unchanged"], out["updated"]) == ("failure", 2, 0,
                                                                                 0)
     assert out["value_column"] == "Machine failure"
     assert [u["index"] for u in out["unknown"]] == [2]
-    again = run_json("feedback", "labels.csv", "--usecase", "failure")
+    again = planta_json("feedback", "labels.csv", "--usecase", "failure")
     assert (again["added"], again["unchanged"]) == (0, 2)
     labels["Machine failure"] = [1, 1, 1]
     labels.to_parquet(project / "labels.parquet")
-    text = run("feedback", "labels.parquet")
+    text = planta("feedback", "labels.parquet")
     assert "0 added, 1 unchanged, 1 updated, 1 unknown" in text
     assert "row 3:" in text and "audit" in text
 
@@ -124,7 +106,7 @@ def test_feedback_by_entity_and_event_time(project: Path) -> None:
     events = pd.DataFrame({"Machine": ["M-3", "M-2", "M-7"],
                            "event_time": [utc_now().isoformat()] * 3, "label": [1, 0, 1]})
     events.to_csv(project / "events.csv", index=False)
-    out = run_json("feedback", "events.csv", "--value-column", "label")
+    out = planta_json("feedback", "events.csv", "--value-column", "label")
     assert out["added"] == 2 and [u["index"] for u in out["unknown"]] == [2]
     ws = Workspace.open(project)
     try:
@@ -140,7 +122,7 @@ def test_feedback_by_entity_and_event_time(project: Path) -> None:
 
 def test_feedback_without_a_usable_column_says_which(project: Path) -> None:
     pd.DataFrame({"id": ["x"], "label": [1]}).to_csv(project / "bad.csv", index=False)
-    out = run_json("feedback", "bad.csv", code=1)
+    out = planta_json("feedback", "bad.csv", code=1)
     assert out["error"] == "InputError" and "'prediction_id'" in out["message"]
 
 

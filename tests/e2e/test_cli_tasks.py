@@ -3,34 +3,20 @@ backup-and-restore drill, and the same flow on a real PostgreSQL store."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from clikit import planta, planta_json
 from sklearn.datasets import load_wine
-from typer.testing import CliRunner
 
-from planta.cli.app import app
 from planta.services.demo import demo_data
 
-runner = CliRunner()
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
-def planta(*args: str, code: int | None = 0, env: dict[str, str] | None = None) -> str:
-    result = runner.invoke(app, list(args), env=env)
-    if code is not None:
-        assert result.exit_code == code, f"planta {' '.join(args)} -> {result.exit_code}:\n" \
-                                         f"{result.output}"
-    assert "Traceback" not in result.output
-    return result.output
-
-
-def planta_json(*args: str, code: int | None = 0, env: dict[str, str] | None = None) -> object:
-    return json.loads(planta(*args, "--json", code=code, env=env))
 
 
 @pytest.fixture

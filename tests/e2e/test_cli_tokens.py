@@ -4,34 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from clikit import PLANTA, planta, planta_json
 
-from planta.cli.app import app
 from planta.cli.tokens import ONCE_WARNING
 from planta.store import AuditLog, open_store
 from planta.store.tokens import TokenStore
-
-runner = CliRunner()
-PLANTA = shutil.which("planta") or str(Path(sys.executable).with_name("planta"))
-
-
-def planta(*args: str, code: int = 0, env: dict[str, str] | None = None) -> str:
-    result = runner.invoke(app, list(args), env=env)
-    assert result.exit_code == code, f"planta {' '.join(args)} -> {result.exit_code}:\n" \
-                                     f"{result.output}"
-    assert "Traceback" not in result.output
-    return result.output
-
-
-def planta_json(*args: str, code: int = 0, env: dict[str, str] | None = None) -> object:
-    return json.loads(planta(*args, "--json", code=code, env=env))
 
 
 @pytest.fixture
