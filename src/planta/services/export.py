@@ -244,13 +244,7 @@ def holdout_values(ws: Workspace, bundle: Bundle, contract: Contract
     # Training does not store its holdout rows (they would grow with the data); the split is
     # deterministic given the data, seed and use case, so rebuild it with training's code.
     from planta.services.ingest import parquet_to_frame
-    from planta.services.train import (
-        _encode_target,
-        _group_values,
-        _holdout,
-        _is_missing,
-        _time_values,
-    )
+    from planta.services.split import holdout_rows, is_missing
 
     lineage = bundle.json("lineage.json")
     metrics = bundle.json("metrics.json") if "metrics.json" in bundle.members else {}
@@ -263,13 +257,11 @@ def holdout_values(ws: Workspace, bundle: Bundle, contract: Contract
     usecase = _usecase(ws, bundle.usecase, lineage)
     target = contract.target or usecase.target
     inputs = [f for f in contract.inputs if f.name in frame.columns]
-    sub = frame[~_is_missing(frame[target])] if target in frame.columns else frame
+    sub = frame[~is_missing(frame[target])] if target in frame.columns else frame
     description = f"all {len(sub)} rows of dataset version {dv.version}"
     rows = np.arange(len(sub))
     if target in frame.columns:
-        y, _, _ = _encode_target(sub[target].to_numpy(), usecase.task, usecase.positive_label)
-        _, hold, _ = _holdout(y, usecase.task, _group_values(sub, usecase.entity),
-                              _time_values(sub, usecase.time), int(lineage.get("seed", 0)))
+        hold = holdout_rows(sub, usecase, target, int(lineage.get("seed", 0)))
         if len(hold) == int(metrics.get("n_holdout", -1)):
             rows = hold
             description = f"the holdout: {len(hold)} rows of dataset version {dv.version}"

@@ -37,7 +37,7 @@ from planta.core.spec import Task, UseCase
 from planta.core.validation import check_frame
 from planta.errors import InputError, NotFoundError, PlantaError
 from planta.services.ingest import frame_to_parquet, load_contract, parquet_to_frame
-from planta.services.train import _FALSY, _TRUTHY  # the words training reads as yes / no
+from planta.services.split import FALSY, TRUTHY, holdout_rows
 from planta.services.versions import TrainResult, load_bundle, load_predictor, train_version
 from planta.services.workspace import Workspace
 from planta.store.feedback import FeedbackStore
@@ -108,7 +108,7 @@ def label_key(value: Any) -> str:
     try:
         number = float(text)
     except ValueError:
-        return "1" if text in _TRUTHY else "0" if text in _FALSY else text
+        return "1" if text in TRUTHY else "0" if text in FALSY else text
     return str(int(number)) if math.isfinite(number) and number.is_integer() else text
 
 
@@ -261,23 +261,7 @@ def build_dataset(ws: Workspace, usecase_name: str, *, actor: str) -> _Data:
 def holdout_positions(frame: pd.DataFrame, usecase: UseCase, contract: Contract,
                       seed: int) -> np.ndarray:
     """The rows of ``frame`` that training held out (the same split, recomputed)."""
-    # The split is training's own (planta.services.train), not a copy of it.
-    from planta.services.train import (
-        _encode_target,
-        _group_values,
-        _holdout,
-        _is_missing,
-        _time_values,
-    )
-
-    target = contract.target or usecase.target
-    rows = np.flatnonzero((~_is_missing(frame[target])).to_numpy())
-    y, _, _ = _encode_target(frame[target].to_numpy()[rows], usecase.task,
-                             usecase.positive_label)
-    sub = frame.iloc[rows]
-    _, hold, _ = _holdout(y, usecase.task, _group_values(sub, usecase.entity),
-                          _time_values(sub, usecase.time), seed)
-    return rows[hold]
+    return holdout_rows(frame, usecase, contract.target or usecase.target, seed)
 
 
 def _scores(ws: Workspace, usecase: str, version: int, frame: pd.DataFrame

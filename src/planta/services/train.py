@@ -69,14 +69,21 @@ from planta.core.models import (
 )
 from planta.core.spec import Task, UseCase
 from planta.errors import ConfigError, InputError
+from planta.services.split import (
+    FALSY,
+    TRUTHY,
+    encode_target,
+    group_values,
+    holdout_split,
+    is_missing,
+    label_text,
+    time_values,
+)
 from planta_edge.contract import Contract, Field
 from planta_edge.model_input import Encoding, FeatureStep, build_matrix
 
-HOLDOUT_FRACTION = 0.2
 FEATURE_SHARE = 0.2          # of the budget, for the feature-step search
 ENSEMBLE_SIZE = 3
-_TRUTHY = {"1", "true", "yes", "y", "t", "si", "sí", "ja", "oui"}
-_FALSY = {"0", "false", "no", "n", "f", "nein", "non"}
 
 
 @dataclass(frozen=True)
@@ -175,17 +182,17 @@ def train(usecase: UseCase, frame: pd.DataFrame, contract: Contract, *, budget_s
                          hint="Check the use case's target and the contract.")
     fields = _feature_fields(contract, frame, usecase)
     target_raw = frame[target]
-    labelled = ~_is_missing(target_raw)
+    labelled = ~is_missing(target_raw)
     if not labelled.all():
         notes.append(f"{int((~labelled).sum())} rows without a target value were left out.")
     rows = np.flatnonzero(labelled.to_numpy())
-    y_all, classes, positive = _encode_target(target_raw.to_numpy()[rows], task,
+    y_all, classes, positive = encode_target(target_raw.to_numpy()[rows], task,
                                               usecase.positive_label)
     n_classes = len(classes) if task != Task.REGRESSION else 0
     sub = frame.iloc[rows]
-    times = _time_values(sub, usecase.time)
-    groups = _group_values(sub, usecase.entity)
-    train_pos, hold_pos, split_desc = _holdout(y_all, task, groups, times, seed)
+    times = time_values(sub, usecase.time)
+    groups = group_values(sub, usecase.entity)
+    train_pos, hold_pos, split_desc = holdout_split(y_all, task, groups, times, seed)
     _check_enough(y_all[train_pos], task, classes)
     clock.stage("prepare", f"holdout: {split_desc}")
 
@@ -351,133 +358,6 @@ def _feature_fields(contract: Contract, frame: pd.DataFrame, usecase: UseCase) -
     return fields
 
 
-def _is_missing(series: pd.Series) -> pd.Series:
-    missing = series.isna()
-    if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
-        missing |= series.astype(str).str.strip().eq("")
-    return missing
-
-
-def _label_text(value: Any) -> str:
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    if isinstance(value, (np.integer,)):
-        return str(int(value))
-    return str(value).strip()
-
-
-def _encode_target(raw: np.ndarray, task: Task,
-                   positive_label: str | None) -> tuple[np.ndarray, list[str], str | None]:
-    if task == Task.REGRESSION:
-        y = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=float)
-        if np.isnan(y).any():
-            raise InputError("A regression target must be numbers; some values are not.",
-                             hint="Check the target column, or choose a classification task.")
-        return y, [], None
-    text = np.asarray([_label_text(v) for v in raw], dtype=object)
-    labels, counts = np.unique(text, return_counts=True)
-    if task == Task.BINARY:
-        if len(labels) != 2:
-            raise InputError(f"A binary target needs exactly two values; found {len(labels)}: "
-                             f"{[str(v) for v in labels[:10]]}.",
-                             hint="Use a multiclass task, or map the target to two values.")
-        positive = _positive(list(labels), list(counts), positive_label)
-        negative = next(str(v) for v in labels if v != positive)
-        classes = [negative, positive]
-        return (text == positive).astype(int), classes, positive
-    order = _natural_order([str(v) for v in labels])
-    codes = {c: i for i, c in enumerate(order)}
-    return np.asarray([codes[t] for t in text], dtype=int), order, None
-
-
-def _positive(labels: list[str], counts: list[int], positive_label: str | None) -> str:
-    if positive_label is not None:
-        wanted = _label_text(positive_label)
-        for label in labels:
-            if label == wanted or label.lower() == wanted.lower():
-                return label
-        raise ConfigError(f"positive_label {positive_label!r} is not one of the target's values "
-                          f"{labels}.", hint="Set positive_label to the value that means "
-                          "failure (or the event to predict).")
-    truthy = [label for label in labels if label.lower() in _TRUTHY]
-    if len(truthy) == 1:
-        return truthy[0]
-    # The rarer value is the event to catch; on a tie, the later one in sort order.
-    return labels[1] if counts[0] == counts[1] else labels[int(np.argmin(counts))]
-
-
-def _natural_order(labels: list[str]) -> list[str]:
-    try:
-        return sorted(labels, key=float)
-    except ValueError:
-        return sorted(labels)
-
-
-def _time_values(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:
-    if not column:
-        return None
-    if column not in frame.columns:
-        raise InputError(f"The use case's time column {column!r} is not in the table.")
-    col = frame[column]
-    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-        values = col.to_numpy(dtype=float)
-        scale = 1.0                              # numbers: taken as days
-    else:
-        stamps = pd.to_datetime(col, errors="coerce", utc=True)
-        if stamps.isna().all():
-            raise InputError(f"The time column {column!r} holds no readable date or time.")
-        # Seconds since the epoch whatever the resolution (pandas 3 parses to microseconds).
-        values = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=float)
-        scale = 1.0 / 86_400.0                   # seconds -> days
-    values = np.where(np.isnan(values), np.nanmin(values), values)
-    return np.asarray(values * scale, dtype=float)
-
-
-def _group_values(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:
-    if not column:
-        return None
-    if column not in frame.columns:
-        raise InputError(f"The use case's entity column {column!r} is not in the table.")
-    return np.asarray(frame[column].astype(str).to_numpy(dtype=object))
-
-
-def _holdout(y: np.ndarray, task: Task, groups: np.ndarray | None, times: np.ndarray | None,
-             seed: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """(training positions, holdout positions, description); training in time order."""
-    n = y.shape[0]
-    classify = task != Task.REGRESSION
-    n_hold = math.ceil(HOLDOUT_FRACTION * n)
-    if times is not None:
-        order = np.argsort(times, kind="mergesort")
-        return order[: n - n_hold], np.sort(order[n - n_hold:]), \
-            f"the last {HOLDOUT_FRACTION:.0%} of rows in time ({n_hold} rows)"
-    if groups is not None:
-        from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
-
-        n_groups = len(set(groups.tolist()))
-        if n_groups < 4:
-            raise InputError(f"The entity column has {n_groups} distinct values; a holdout of "
-                             "whole entities needs at least 4.",
-                             hint="Remove the entity from the use case, or add data.")
-        if classify and n_groups >= 5:
-            splitter = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=seed)
-            tr, ho = next(splitter.split(np.zeros(n), y, groups))
-        else:
-            gss = GroupShuffleSplit(n_splits=1, test_size=HOLDOUT_FRACTION, random_state=seed)
-            tr, ho = next(gss.split(np.zeros(n), y, groups))
-        return np.sort(tr), np.sort(ho), (f"{len(set(groups[ho].tolist()))} whole entities "
-                                          f"({len(ho)} rows)")
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(n)
-    tr, ho = train_test_split(idx, test_size=HOLDOUT_FRACTION, random_state=seed,
-                              stratify=y if classify else None)
-    kind = "stratified" if classify else "random"
-    return np.sort(tr), np.sort(ho), f"{kind} {HOLDOUT_FRACTION:.0%} ({len(ho)} rows)"
-
-
 def _check_enough(y: np.ndarray, task: Task, classes: Sequence[str]) -> None:
     if y.shape[0] < 20:
         raise InputError(f"Only {y.shape[0]} training rows: a model needs at least 20 (and "
@@ -549,7 +429,7 @@ def _encoding(fields: Sequence[Field], train_frame: pd.DataFrame) -> Encoding:
     resolved = []
     for f in fields:
         if f.kind == "category" and not f.categories:
-            seen = train_frame[f.name].dropna().map(_label_text).unique().tolist()
+            seen = train_frame[f.name].dropna().map(label_text).unique().tolist()
             f = Field(name=f.name, kind=f.kind, categories=tuple(sorted(str(v) for v in seen)))
         resolved.append(f)
     return Encoding.from_fields(resolved)
@@ -564,7 +444,7 @@ def _column(series: pd.Series, f: Field) -> np.ndarray:
         return np.asarray(series.astype("float64"), dtype=float)
     if f.kind == "boolean" and not pd.api.types.is_numeric_dtype(series.dtype):
         text = series.astype(str).str.strip().str.lower()
-        mapped = text.map(lambda v: 1.0 if v in _TRUTHY else 0.0 if v in _FALSY else np.nan)
+        mapped = text.map(lambda v: 1.0 if v in TRUTHY else 0.0 if v in FALSY else np.nan)
         return np.asarray(mapped, dtype=float)
     return np.asarray(pd.to_numeric(series, errors="coerce").to_numpy(dtype=float,
                                                                       na_value=np.nan))
