@@ -10,7 +10,7 @@
    bundle is what the device runs.
 3. **Cold start, memory, latency** (``--reps`` fresh processes of the footprint venv's Python:
    only planta-edge and its dependencies exist there): interpreter start → bundle verified
-   (seal, signature, hashes) and loaded → first prediction of one JSON record (contract checks
+   (seal, signature: in a short-lived child process as on a device, hashes) and loaded → first prediction of one JSON record (contract checks
    included); peak RSS (VmHWM) after it; then single-record ``predict_records`` calls for
    ``--seconds`` (median latency); then single records through the whole runtime (outbox
    commit with fsync per record: what an HTTP caller waits for).

@@ -20,13 +20,13 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from planta_edge.errors import IntegrityError
-from planta_edge.signing import SIGNATURE, parse_signature, trusted_set, verify_manifest
+from planta_edge.signing import SIGNATURE, PublicKey, parse_signature, trusted_set, verify_manifest
 
 FORMAT = "planta.bundle/1"
 MANIFEST = "manifest.json"
@@ -38,6 +38,10 @@ MAX_TOTAL_BYTES = 1024 * 1024 * 1024
 # The zip comment holds the hex sha256 of every byte before it (the seal), so that a flip in any
 # byte, including zip header fields that readers ignore, is caught without the registry.
 SEAL_BYTES = 64
+# Checks a signature: (manifest bytes, signature block, trusted keys, where) -> key id, raising
+# IntegrityError when it does not verify. In this process by default; a device passes
+# planta_edge.verify.verify_in_child to keep `cryptography` out of its long-running process.
+Verifier = Callable[[bytes, Mapping[str, Any], Mapping[str, PublicKey], str], str]
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -109,13 +113,15 @@ class Bundle:
 
 
 def read_bundle(source: str | Path | bytes, *, expected_digest: str | None = None,
-                trusted_keys: Iterable[Any] | None = None) -> Bundle:
+                trusted_keys: Iterable[Any] | None = None,
+                verifier: Verifier = verify_manifest) -> Bundle:
     """Open a bundle file (or its bytes), verify every hash, and return it.
 
     ``expected_digest`` is the sha256 of the whole file as the registry recorded it; when given,
     a bundle whose file differs is refused before it is even opened. ``trusted_keys`` (public
     keys, see :class:`planta_edge.signing.PublicKey`): when given, the bundle must carry a
-    signature by one of them, checked before the manifest is parsed (what a device does).
+    signature by one of them, checked before the manifest is parsed (what a device does), by
+    ``verifier`` (in this process unless told otherwise).
 
     Raises :class:`IntegrityError` with the member at fault when anything does not match.
     """
@@ -180,7 +186,7 @@ def read_bundle(source: str | Path | bytes, *, expected_digest: str | None = Non
     if trusted_keys is not None:
         trusted = trusted_set(trusted_keys)
         block = parse_signature(raw.get(SIGNATURE), where.capitalize())
-        signed_by = verify_manifest(raw[MANIFEST], block, trusted, where.capitalize())
+        signed_by = verifier(raw[MANIFEST], block, trusted, where.capitalize())
     try:
         manifest = json.loads(raw[MANIFEST])
     except ValueError as exc:
@@ -209,5 +215,5 @@ def read_bundle(source: str | Path | bytes, *, expected_digest: str | None = Non
                   manifest_bytes=raw[MANIFEST], signature=block, signed_by=signed_by)
 
 
-__all__ = ["Bundle", "FORMAT", "MANIFEST", "SIGNATURE", "canonical_json", "is_member_name",
-           "is_sealed", "read_bundle", "seal", "sha256_bytes"]
+__all__ = ["Bundle", "FORMAT", "MANIFEST", "SIGNATURE", "Verifier", "canonical_json",
+           "is_member_name", "is_sealed", "read_bundle", "seal", "sha256_bytes"]

@@ -12,12 +12,17 @@
 
 An edge bundle (``kind: "edge"`` in its manifest) is made by ``planta export <usecase> --onnx``
 on the hub from a registered bundle; it carries the same contract and encoding, the ONNX graph
-and ``edge.json``. Standard library, numpy, onnxruntime and cryptography only.
+and ``edge.json``. Standard library, numpy, onnxruntime and cryptography only; on a device
+the signature is checked in a short-lived child process (:mod:`planta_edge.verify`), so that
+`cryptography` does not stay in the runtime's memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from planta_edge import verify
 from planta_edge.bundle import Bundle, read_bundle
 from planta_edge.contract import Contract, validate_records
 from planta_edge.errors import IntegrityError, PlantaError
 from planta_edge.model_input import Encoding, build_matrix
+from planta_edge.signing import verify_manifest
 
 EDGE_FORMAT = "planta.edge/1"
 EDGE_KIND = "edge"
@@ -115,16 +122,40 @@ class EdgeModel:
 
     @classmethod
     def load(cls, source: str | Path | bytes, *, trusted_keys: Sequence[bytes | str],
-             expected_digest: str | None = None, num_threads: int = 1) -> EdgeModel:
+             expected_digest: str | None = None, num_threads: int = 1,
+             verify_in_child: bool | None = None) -> EdgeModel:
         """Verify an edge bundle (file path or bytes) and load it.
 
         The signature (by one of ``trusted_keys``) and every hash are checked before anything
         in the bundle is used. Raises :class:`IntegrityError` (altered, truncated, signed by
         an untrusted key, not an edge bundle) or :class:`ConfigError` (no usable trusted key),
         each with a plain message.
+
+        ``verify_in_child``: check the signature in a short-lived child process
+        (:mod:`planta_edge.verify`), so that `cryptography` never loads into this process
+        (about 7 MB a device would keep for good). None (default): in a child unless this
+        process has `cryptography` loaded already (the hub, which signs), where a child would
+        save nothing.
         """
-        bundle = read_bundle(source, expected_digest=expected_digest,
-                             trusted_keys=list(trusted_keys))
+        if verify_in_child is None:
+            verify_in_child = "cryptography" not in sys.modules
+        importing = None
+        if verify_in_child and "onnxruntime" not in sys.modules:
+            # Start-up time: import onnxruntime (~0.1 s, nothing of the bundle) while the child
+            # checks the signature; the session is built only after the check and the hashes.
+            importing = threading.Thread(target=_preload, name="planta-edge-import",
+                                         daemon=True)
+            importing.start()
+        try:
+            bundle = read_bundle(source, expected_digest=expected_digest,
+                                 trusted_keys=list(trusted_keys),
+                                 verifier=verify.verify_in_child if verify_in_child
+                                 else verify_manifest)
+        finally:
+            if importing is not None:
+                # Never left running: a process that exits (a refused bundle) while a thread
+                # is still inside onnxruntime's C++ initialisation aborts.
+                importing.join()
         if bundle.manifest.get("kind") != EDGE_KIND or GRAPH not in bundle.members:
             raise IntegrityError(
                 f"Bundle {bundle.usecase!r} version {bundle.version} is a registered hub bundle, "
@@ -220,11 +251,22 @@ def _spread(sub: EdgePredictions, rows: np.ndarray, n: int) -> EdgePredictions:
                            np.zeros(n, dtype=bool), probabilities=widen(sub.probabilities))
 
 
-def _session(graph: bytes, num_threads: int) -> Any:
+def _import_onnxruntime() -> Any:
     # onnxruntime's Linux telemetry writes a world-readable session file into TMPDIR on import.
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime
+
+    return onnxruntime
+
+
+def _preload() -> None:
+    with contextlib.suppress(ImportError):  # _session says so, in plant words
+        _import_onnxruntime()
+
+
+def _session(graph: bytes, num_threads: int) -> Any:
     try:
-        import onnxruntime as ort
+        ort = _import_onnxruntime()  # waits for an import already under way in another thread
     except ImportError as exc:  # pragma: no cover - onnxruntime is a dependency
         raise PlantaError("onnxruntime is not installed, so this device cannot run models.",
                           hint="pip install onnxruntime (planta-edge depends on it).") from exc

@@ -9,10 +9,10 @@ outbox. It keeps a persistent session (MQTT 3.1.1 ``clean_session=False`` with a
 id), so while the device is down or reconnecting the broker keeps its readings, and after a
 reconnect it sends again every reading it had not seen acknowledged. A reading whose PUBACK
 was lost (the broker restarted before it arrived) comes again flagged as a duplicate with the
-same packet id; the link remembers the last ``REMEMBER_ACKED`` readings it stored (packet id,
-topic and payload) and acknowledges such a repeat without predicting it again. Only a repeat
-older than that memory is predicted twice (the hub then holds two predictions for it, with
-their own ids): at least once, never lost.
+same packet id; the link remembers, for each packet id, the last reading it stored under it (a
+hash of its topic and payload, in a fixed 512 KiB table) and acknowledges such a repeat without
+predicting it again. Only a repeat whose packet id was reused since is predicted twice (the
+hub then holds two predictions for it, with their own ids): at least once, never lost.
 
 **A publisher's re-sends.** A publisher that sends a reading again on its own (its PUBACK was
 lost, it restarted and replays) makes a new message the broker cannot tell from a new reading.
@@ -48,6 +48,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
 
+import numpy as np
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -56,10 +57,18 @@ from planta_edge.runtime import EdgeRuntime, Prediction
 
 log = logging.getLogger("planta_edge.mqtt")
 
-# How many stored readings the link remembers, to recognise the broker's re-sends: a broker
-# re-sends at most its in-flight window (max_inflight_messages, 1,000 advised), so four times
-# that covers a restart with room to spare, in well under a megabyte.
-REMEMBER_ACKED = 4_000
+# Packet ids are 16-bit: the stored-readings table has one slot per id (a hash of the topic
+# and payload last stored under it). A broker re-sends at most its in-flight window
+# (max_inflight_messages, 1,000 advised) and reuses an id only after its PUBACK, so a re-send
+# finds its slot; a fixed table also makes no garbage, unlike a window of Python objects.
+PACKET_IDS = 65_536
+# The most messages the link holds between their arrival and the commit of their predictions.
+# The broker sends up to its in-flight window (1,000 advised) before it waits for PUBACKs; when
+# the device scores or commits more slowly than that (a busy CPU, a slow disk), the readings
+# would wait in this process, and Python keeps the memory they took for good. Past this many,
+# the network thread waits for commits and the rest stay with the broker (and the socket).
+# 256 readings still make groups of ~60 per commit at full speed (bench/RESULTS.md §7).
+MAX_IN_MEMORY = 256
 
 
 class RecentReadings:
@@ -178,8 +187,11 @@ class MqttLink:
         self.connects = 0
         self.recent = (RecentReadings(cfg.dedup_fields, window=cfg.dedup_window)
                        if cfg.dedup_fields and cfg.dedup_window > 0 else None)
-        self._stored: collections.OrderedDict[tuple[int, int], None] = collections.OrderedDict()
+        self._stored = np.zeros(PACKET_IDS, dtype=np.int64)  # packet id -> hash; 0: none
         self._stored_lock = threading.Lock()
+        self._held = 0                       # messages submitted, not yet committed or failed
+        self._room = threading.Condition()
+        self._stopping = False
 
     def start(self) -> None:
         """Connect in the background; reconnects by itself for as long as it runs."""
@@ -187,6 +199,9 @@ class MqttLink:
         self.client.loop_start()
 
     def stop(self) -> None:
+        with self._room:  # a network thread waiting for room must not hold up the stop
+            self._stopping = True
+            self._room.notify_all()
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -222,7 +237,7 @@ class MqttLink:
         key = (mid, hash((msg.topic, msg.payload)))
         if msg.dup:
             with self._stored_lock:
-                seen = key in self._stored
+                seen = key[1] != 0 and int(self._stored[mid % PACKET_IDS]) == key[1]
             if seen:  # stored already; only its PUBACK was lost
                 self.repeats += 1
                 client.ack(mid, qos)
@@ -244,6 +259,10 @@ class MqttLink:
             if not records:  # every reading in it was predicted already
                 client.ack(mid, qos)
                 return
+        with self._room:
+            while self._held >= MAX_IN_MEMORY and not self._stopping:
+                self._room.wait(0.5)
+            self._held += 1
         future = self.runtime.submit(records, [entity] * len(records), source="mqtt")
         future.add_done_callback(lambda f: self._committed(f, key, qos, claimed))
 
@@ -273,6 +292,15 @@ class MqttLink:
 
     def _committed(self, future: Future[list[Prediction]], key: tuple[int, int],
                    qos: int, claimed: list[int]) -> None:
+        try:
+            self._settle(future, key, qos, claimed)
+        finally:
+            with self._room:
+                self._held -= 1
+                self._room.notify()
+
+    def _settle(self, future: Future[list[Prediction]], key: tuple[int, int],
+                qos: int, claimed: list[int]) -> None:
         if future.exception() is not None:
             # Not acknowledged: the broker sends the reading again after a reconnect.
             if claimed and self.recent is not None:
@@ -281,9 +309,7 @@ class MqttLink:
                       future.exception())
             return
         with self._stored_lock:
-            self._stored[key] = None
-            if len(self._stored) > REMEMBER_ACKED:
-                self._stored.popitem(last=False)
+            self._stored[key[0] % PACKET_IDS] = key[1]
         self.client.ack(key[0], qos)
         self.acked += 1
 

@@ -23,7 +23,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,19 +105,28 @@ class PublicKey:
                           hint="Use the `ed25519:...` line that `planta keys show` prints.")
 
 
-def _raw_from_pem(text: str) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+# An Ed25519 public key in PEM is the DER of a SubjectPublicKeyInfo, which for Ed25519 is
+# always these 12 bytes followed by the 32-byte key (RFC 8410, section 4 and the example in
+# section 10.1; DER has one encoding). Read without `cryptography`, which a device keeps out
+# of its long-running process (see planta_edge.verify).
+_ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
 
+
+def _raw_from_pem(text: str) -> bytes:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    body = "".join(lines[1:-1]) if lines[-1] == "-----END PUBLIC KEY-----" else ""
     try:
-        loaded = serialization.load_pem_public_key(text.encode("ascii"))
-    except ValueError:
+        der = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        der = b""
+    if not body or not der:
         raise ConfigError("A trusted key in PEM form cannot be read.",
-                          hint="Copy it again from `planta keys show --pem`.") from None
-    if not isinstance(loaded, Ed25519PublicKey):
+                          hint="Copy it again from `planta keys show --pem`.")
+    if len(der) != len(_ED25519_SPKI_PREFIX) + _RAW_KEY_BYTES \
+            or not der.startswith(_ED25519_SPKI_PREFIX):
         raise ConfigError("A trusted key in PEM form is not an Ed25519 key.",
                           hint="planta signs with Ed25519 only.")
-    return loaded.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return der[len(_ED25519_SPKI_PREFIX):]
 
 
 def signed_message(manifest_bytes: bytes) -> bytes:
@@ -153,16 +162,30 @@ def parse_signature(data: bytes | None, where: str = "The bundle") -> dict[str, 
     return block
 
 
+def ed25519_valid(public_raw: bytes, signature: bytes, message: bytes) -> bool:
+    """Whether ``signature`` is a valid Ed25519 signature of ``message`` by this key, checked
+    in this process with `cryptography` (a device uses :mod:`planta_edge.verify` instead)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        Ed25519PublicKey.from_public_bytes(public_raw).verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
 def verify_manifest(manifest_bytes: bytes, block: Mapping[str, Any],
-                    trusted: Mapping[str, PublicKey], where: str = "The bundle") -> str:
+                    trusted: Mapping[str, PublicKey], where: str = "The bundle", *,
+                    check: Callable[[bytes, bytes, bytes], bool] = ed25519_valid) -> str:
     """Check that a trusted key signed these manifest bytes; return the key id.
+
+    ``check`` does the Ed25519 arithmetic (key, signature, message -> valid?); everything else
+    (which keys are trusted, the block's shape, the message signed) is decided here.
 
     Raises :class:`IntegrityError` naming the key when it is not trusted or the signature
     does not match (the manifest, and so the bundle, was changed after signing).
     """
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
     if not trusted:
         raise ConfigError("This device trusts no signing key, so it cannot accept any bundle.",
                           hint="Add the hub's public key (`planta keys show` on the hub) to "
@@ -179,17 +202,14 @@ def verify_manifest(manifest_bytes: bytes, block: Mapping[str, Any],
         signature = base64.b64decode(block["signature"], validate=True)
     except (binascii.Error, ValueError):
         signature = b""
-    try:
-        if len(signature) != _SIGNATURE_BYTES:
-            raise InvalidSignature
-        Ed25519PublicKey.from_public_bytes(key.raw).verify(signature,
-                                                           signed_message(manifest_bytes))
-    except InvalidSignature:
+    if len(signature) != _SIGNATURE_BYTES or not check(key.raw, signature,
+                                                       signed_message(manifest_bytes)):
         raise IntegrityError(f"{where}'s signature by key {kid} does not match its manifest: "
                              "the bundle was changed after the hub signed it.",
-                             hint="Do not use it: download it again from the hub.") from None
+                             hint="Do not use it: download it again from the hub.")
     return kid
 
 
-__all__ = ["ALGORITHM", "KEY_PREFIX", "SIGNATURE", "SIGNATURE_FORMAT", "PublicKey", "key_id",
-           "parse_signature", "signed_message", "trusted_set", "verify_manifest"]
+__all__ = ["ALGORITHM", "KEY_PREFIX", "SIGNATURE", "SIGNATURE_FORMAT", "PublicKey",
+           "ed25519_valid", "key_id", "parse_signature", "signed_message", "trusted_set",
+           "verify_manifest"]
