@@ -69,6 +69,44 @@ def translator(lang: str) -> Translate:
     return t
 
 
+def said(key: str, /, **params: Any) -> dict[str, Any]:
+    """A sentence as data, said later in any language: its key and its values (JSON-able).
+
+    A value may be a sentence itself, or a list (``{"items": [...]}``, joined with commas and
+    "and" in the language that says it, or with ``"sep"`` when it has one).
+
+    >>> doc = said("err.versions.span", low=1, high=3)
+    >>> say(doc, translator("es")), say(doc, translator("en"))
+    ('tiene las versiones de la 1 a la 3', 'it has versions 1 to 3')
+    """
+    return {"key": key, "params": params}
+
+
+def say(doc: Any, t: Translate) -> str:
+    """What :func:`said` recorded, in ``t``'s language; anything else as text."""
+    if isinstance(doc, Mapping):
+        if "key" in doc:
+            return t(str(doc["key"]), **{k: say(v, t) for k, v in (doc.get("params") or {}).items()})
+        if "items" in doc:
+            items = [say(item, t) for item in doc["items"]]
+            if "sep" in doc or len(items) < 2:
+                return str(doc.get("sep", "")).join(items)
+            return ", ".join(items[:-1]) + t(str(doc.get("last", "list.and"))) + items[-1]
+    return str(doc)
+
+
+def said_lines(report: Mapping[str, Any], name: str, t: Translate) -> list[str]:
+    """``report[name]``'s sentences in ``t``'s language, from ``report[name + "_said"]``.
+
+    A report stored before its sentences were kept as data has only the English ones.
+    """
+    english = list(report.get(name) or ())
+    docs = report.get(f"{name}_said")
+    if isinstance(docs, list) and len(docs) == len(english):
+        return [say(doc, t) for doc in docs]
+    return [str(line) for line in english]
+
+
 def normalise(value: str | None) -> str | None:
     """``es_ES.UTF-8`` → ``es``; None where ``value`` names no language planta speaks."""
     if not value:
@@ -96,4 +134,4 @@ def choose_lang(query: str | None, cookie: str | None, default: str) -> str:
 
 
 __all__ = ["DEFAULT_LANG", "LOCALE_DIRS", "Translate", "catalogue", "catalogue_files",
-           "choose_lang", "env_lang", "normalise", "translator"]
+           "choose_lang", "env_lang", "normalise", "said", "said_lines", "say", "translator"]

@@ -23,7 +23,7 @@ import tomli_w
 from planta.core.rules import Rule, parse_rules
 from planta.core.schedule import SchedulerConfig, scheduler_config
 from planta.core.spec import UseCase
-from planta.errors import ConfigError, NotFoundError
+from planta.errors import ConfigError, NotFoundError, keyed, phrase
 from planta.settings import Settings, load_settings
 
 CONFIG_NAME = "planta.toml"
@@ -112,9 +112,8 @@ class Project:
         """The use case called ``name``."""
         table = (self.config.get("usecases") or {}).get(name)
         if table is None:
-            known = ", ".join(self.usecase_names) or "none yet"
-            raise NotFoundError(f"There is no use case {name!r} in this project (known: {known}).",
-                                hint="Add it with `planta usecase add`.")
+            known = ", ".join(self.usecase_names) or phrase("err.none_yet")
+            raise keyed(NotFoundError, "err.no_usecase", name=name, known=known)
         return UseCase.from_dict(name, table)
 
     def add_usecase(self, usecase: UseCase, *, replace: bool = False) -> None:

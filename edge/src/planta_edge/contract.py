@@ -22,11 +22,16 @@ A ``type`` violation in a datetime field means the value is not a date and time 
 ``datetime_format`` (a :func:`time.strftime` pattern such as ``%d/%m/%Y %H:%M:%S``), or in ISO
 8601 when the field has no format.
 
+Each :class:`Violation` also carries its sentence as data for a translator (``key`` and
+``params``); the hub's message catalogue holds the words (``violation.<key>``), this module
+only the English ``message``.
+
 Only the standard library and numpy are used: the edge runtime imports this module.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
@@ -234,6 +239,12 @@ class Violation:
     rule: str
     value: Any = None
     message: str = ""
+    # For a translator: ``message`` again as a catalogue key (``violation.<key>``) and the
+    # values its sentence names besides ``value`` (limit, unit, ...); ``where`` says row/field.
+    # (dataclasses.field: the name ``field`` is this class's own attribute.)
+    key: str | None = dataclasses.field(default=None, compare=False, repr=False)
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False,
+                                                  hash=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         value = self.value
@@ -603,7 +614,8 @@ class _Collector:
         self.max_violations = max_violations
 
     def add(self, mask: np.ndarray, f: Field | None, rule: str, values: np.ndarray | None,
-            describe: Any, *, reject: bool = True) -> None:
+            describe: Any, *, reject: bool = True, key: str | None = None,
+            **params: Any) -> None:
         if not mask.any():  # the usual case, and cheaper than flatnonzero on every rule
             return
         idx = np.flatnonzero(mask)
@@ -611,6 +623,7 @@ class _Collector:
         room = self.max_violations - len(self.violations)
         noun = "field" if self.row_word == "Record" else "column"
         where = f"{noun} {f.display!r}" if f is not None else self.row_word.lower()
+        where_key = f"{self.row_word.lower()}_{noun if f is not None else 'only'}"
         if reject:
             # Only rows that get their first reason here, or fit in the list, need a message.
             first = self.ok[idx]
@@ -631,8 +644,11 @@ class _Collector:
             message = describe(value) if callable(describe) else describe
             text = f"{self.row_word} {i + self.row_offset + self.row_base}, {where}: {message}"
             if len(self.violations) < self.max_violations:
-                self.violations.append(Violation(int(i + self.row_offset),
-                                                 f.name if f else None, rule, value, text))
+                self.violations.append(Violation(
+                    int(i + self.row_offset), f.name if f else None, rule, value, text,
+                    key or rule, {"n": i + self.row_offset + self.row_base,
+                                  "where": where_key,
+                                  "label": f.display if f is not None else "", **params}))
             if reject and is_first:
                 self.reasons[i] = f"{rule}: {text}"
 
@@ -686,7 +702,7 @@ def validate_columns(
         for header in extras:
             out.add(everything, None, "extra_field", None,
                     f"field {header!r} is not in the contract (the server rejects unknown fields; "
-                    "remove it or ask for extra fields to be ignored)")
+                    "remove it or ask for extra fields to be ignored)", name=header)
     values: dict[str, np.ndarray] = {}
     for f in wanted:
         raw = by_name.get(f.name)
@@ -727,7 +743,7 @@ def _check_field(f: Field, raw: np.ndarray, out: _Collector, range_policy: str) 
             # Every value a finite number inside the accepted range (whole for integers): no
             # rule below can fire, so skip them (a dozen numpy calls per field and request).
             return nums.copy() if nums is raw else nums
-        out.add(bad, f, "type", raw, lambda v: f"{_fmt(v)} is not a number")
+        out.add(bad, f, "type", raw, lambda v: f"{_fmt(v)} is not a number", key="type_number")
         missing = np.isnan(nums) & ~bad
         infinite = np.isinf(nums)
         # A NaN that arrived as a float (not as an empty cell) is "not finite" for JSON inputs;
@@ -740,11 +756,13 @@ def _check_field(f: Field, raw: np.ndarray, out: _Collector, range_policy: str) 
         if f.physical_min is not None:
             out.add(finite & (nums < f.physical_min), f, "below_physical", nums,
                     lambda v: f"{_fmt(v)} is below the physical minimum {_fmt(f.physical_min)}"
-                              f"{' ' + f.unit if f.unit else ''}; check the sensor or the unit")
+                              f"{' ' + f.unit if f.unit else ''}; check the sensor or the unit",
+                    limit=f.physical_min, unit=f.unit or "")
         if f.physical_max is not None:
             out.add(finite & (nums > f.physical_max), f, "above_physical", nums,
                     lambda v: f"{_fmt(v)} is above the physical maximum {_fmt(f.physical_max)}"
-                              f"{' ' + f.unit if f.unit else ''}; check the sensor or the unit")
+                              f"{' ' + f.unit if f.unit else ''}; check the sensor or the unit",
+                    limit=f.physical_max, unit=f.unit or "")
         low, high = f.lower_bound, f.upper_bound
         reject = range_policy == "reject"
         phys_ok = finite
@@ -757,7 +775,8 @@ def _check_field(f: Field, raw: np.ndarray, out: _Collector, range_policy: str) 
             out.add(below, f, "below_min", nums,
                     lambda v: f"{_fmt(v)} is below the contract minimum {_fmt(low)}"
                               " (the lowest value seen in training, less the tolerance); fix the "
-                              f"reading, or widen the range in the contract", reject=reject)
+                              f"reading, or widen the range in the contract", reject=reject,
+                    limit=low)
             if range_policy == "clip":
                 nums = np.where(below, low, nums)
         if high is not None and (f.physical_max is None or high < f.physical_max):
@@ -765,7 +784,8 @@ def _check_field(f: Field, raw: np.ndarray, out: _Collector, range_policy: str) 
             out.add(above, f, "above_max", nums,
                     lambda v: f"{_fmt(v)} is above the contract maximum {_fmt(high)}"
                               " (the highest value seen in training, plus the tolerance); fix the "
-                              "reading, or widen the range in the contract", reject=reject)
+                              "reading, or widen the range in the contract", reject=reject,
+                    limit=high)
             if range_policy == "clip":
                 nums = np.where(above, high, nums)
         if f.kind == "integer":
@@ -774,7 +794,8 @@ def _check_field(f: Field, raw: np.ndarray, out: _Collector, range_policy: str) 
         return nums
     if f.kind == "boolean":
         nums, bad = _to_bool(raw)
-        out.add(bad, f, "type", raw, lambda v: f"{_fmt(v)} is not yes/no (use 1/0 or true/false)")
+        out.add(bad, f, "type", raw, lambda v: f"{_fmt(v)} is not yes/no (use 1/0 or true/false)",
+                key="type_boolean")
         if not f.nullable:
             out.add(np.isnan(nums) & ~bad, f, "null", None,
                     "the value is missing and this field may not be empty")
@@ -783,7 +804,9 @@ def _check_field(f: Field, raw: np.ndarray, out: _Collector, range_policy: str) 
         moments, bad, missing = _to_datetime(raw, f.datetime_format)
         wanted = (f"a date and time like {f.datetime_format}" if f.datetime_format
                   else "an ISO date and time like 2024-03-01 06:00:00")
-        out.add(bad, f, "type", raw, lambda v: f"{_fmt(v)} is not {wanted}")
+        out.add(bad, f, "type", raw, lambda v: f"{_fmt(v)} is not {wanted}",
+                key="type_datetime" if f.datetime_format else "type_datetime_iso",
+                format=f.datetime_format or "")
         if not f.nullable:
             out.add(missing, f, "null", None, "the value is missing and this field may not be empty")
         return moments
@@ -799,7 +822,8 @@ def _check_field(f: Field, raw: np.ndarray, out: _Collector, range_policy: str) 
                                   dtype=bool, count=text.shape[0])
         shown = ", ".join(f.categories[:12]) + (" …" if len(f.categories) > 12 else "")
         out.add(unknown, f, "unknown_category", text,
-                lambda v: f"{_fmt(v)} is a category the model has never seen (known: {shown})")
+                lambda v: f"{_fmt(v)} is a category the model has never seen (known: {shown})",
+                known=shown)
     return text
 
 
@@ -863,7 +887,7 @@ def validate_records(contract: Contract, records: Sequence[Mapping[str, Any]], *
             start = len(collector.violations)
             collector.add(has, None, "extra_field", None,
                           f"field {k!r} is not in the contract (the server rejects unknown "
-                          "fields; remove it or ask for extra fields to be ignored)")
+                          "fields; remove it or ask for extra fields to be ignored)", name=k)
             # Name the unknown field itself, so a client can point at it.
             collector.violations[start:] = [replace(v, field=str(k))
                                             for v in collector.violations[start:]]

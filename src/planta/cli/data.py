@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from planta.cli.output import JSON_OPTION, console, handle_errors, print_json, table, tr
+from planta.i18n import env_lang, said_lines, say, translator
 
 
 def print_ingest_report(result: Any) -> None:
@@ -20,15 +22,18 @@ def print_ingest_report(result: Any) -> None:
                             accepted=f"{result.n_accepted:,}", rejected=f"{result.n_rejected:,}",
                             share=f"{share:.1%}"))
     report = result.report
-    for finding in report.get("findings", []):
-        console.print(f"  • {finding}", soft_wrap=True)
+    for finding in said_lines(report, "findings", translator(env_lang())):
+        console.print(f"  • {escape(finding)}", soft_wrap=True)
+    t = translator(env_lang())
     if result.exclusions:
         console.print(f"[bold]{tr('cli.ingest.excluded')}[/]")
         for e in result.exclusions:
             kept = f" ({tr('cli.ingest.kept')})" if e.get("kept") else ""
-            console.print(f"  • {e['column']}: {e['evidence']}{kept}", soft_wrap=True)
-    for note in result.notes:
-        console.print(f"  • {note}", soft_wrap=True)
+            evidence = say(e["evidence_said"], t) if e.get("evidence_said") else e["evidence"]
+            console.print(f"  • {escape(str(e['column']))}: {escape(evidence)}{kept}",
+                          soft_wrap=True)
+    for note in said_lines(report, "notes", t):
+        console.print(f"  • {escape(note)}", soft_wrap=True)
     if result.contract_created:
         console.print(tr("cli.ingest.contract", usecase=result.usecase))
     if result.n_rejected:

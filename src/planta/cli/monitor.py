@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from planta.cli.output import JSON_OPTION, console, handle_errors, print_json, table
+from planta.cli.output import JSON_OPTION, console, handle_errors, print_json, table, tr
 from planta.cli.predictions import _MOMENT_HELP, _moment_option, parse_moment
 from planta.errors import InputError
 
@@ -62,20 +62,25 @@ def monitor(usecase: str = typer.Argument(..., help="Use case name."),
 def _show(result: object, html: Path | None) -> None:
     from rich.markup import escape
 
+    from planta.i18n import env_lang, translator
     from planta.services.monitor import MonitorResult
-    from planta.services.monitor_report import verdict
+    from planta.services.monitor_report import feature_sentence, verdict, verdict_words
 
     assert isinstance(result, MonitorResult)
+    # English keeps the monitor's own sentences; another language says them from the catalogue.
+    t = translator(env_lang())
+    english = env_lang() == "en"
     doc = result.to_dict()
     w = doc["window"]
-    where = (f"{w['since'][:16]} to {w['until'][:16]} UTC (prediction log)"
+    where = (tr("cli.monitor.where_log", since=w["since"][:16], until=w["until"][:16])
              if w["source"] == "log" else str(w["current"]))
-    console.print(f"[bold]{doc['usecase']}[/], model version {doc['model_version']}: "
-                  f"{doc['rows']:,} rows, {escape(where)}", soft_wrap=True)
+    console.print(tr("cli.monitor.head", usecase=doc["usecase"], version=doc["model_version"],
+                     rows=f"{doc['rows']:,}", where=escape(where)), soft_wrap=True)
     rows = []
     for f in doc["features"]:
-        state = ("too few rows" if not f["enough_rows"] else "ALERT" if f["alerting"]
-                 else "drifted (no alert)" if f["drifted"] else "stable")
+        state = (tr("report.tag_few") if not f["enough_rows"] else tr("cli.monitor.alert")
+                 if f["alerting"] else tr("cli.monitor.drifted") if f["drifted"]
+                 else tr("report.tag_stable"))
         tests = {t["method"]: t for t in f["tests"]}
         main = tests.get("psi") or tests.get("js")
         p = tests.get("ks") or tests.get("chi2")
@@ -84,26 +89,28 @@ def _show(result: object, html: Path | None) -> None:
                      f"{main['method'].upper()} {main['statistic']:.3g}" if main else "",
                      "–" if p is None or p.get("p_adjusted") is None
                      else f"{p['p_adjusted']:.2g}"])
-    out = table("Drift per feature (drifted and important first)",
-                ["feature", "state", "importance", "effect", "p (corrected)"], rows)
+    out = table(tr("cli.monitor.title"),
+                [tr("report.col.feature"), tr("report.col.state"), tr("report.col.importance"),
+                 tr("cli.monitor.effect"), tr("cli.monitor.p")], rows)
     out.columns[0].no_wrap = True
     console.print(out)
-    for f in doc["features"]:
-        console.print(f"• {f['says']}", soft_wrap=True, markup=False)
     score, q = doc["score"], doc["quality"]
+    percent = score.get("positive_rate") is not None
+    for f in doc["features"]:
+        says = f["says"] if english else feature_sentence(f, t, percent=percent) or f["says"]
+        console.print(f"• {says}", soft_wrap=True, markup=False)
     if score.get("psi") is not None:
-        console.print(f"Scores: PSI {score['psi']:.3g} against the holdout; alarms "
-                      f"{_pct(score['positive_rate'])} now, "
-                      f"{_pct(score['reference_positive_rate'])} on the holdout.")
-    console.print(f"Quality: {q['rejected']:,} records rejected by the contract "
-                  f"({_pct(q['rejected_rate'])}), out of contract "
-                  f"{_pct(q['out_of_contract_rate'])}"
-                  + (f", new categories: {q['new_categories']}" if q["new_categories"] else "")
-                  + ".", soft_wrap=True, markup=False)
-    text, _ = verdict(doc)
+        console.print(tr("cli.monitor.scores", psi=f"{score['psi']:.3g}",
+                         now=_pct(score["positive_rate"]),
+                         holdout=_pct(score["reference_positive_rate"])))
+    new = tr("cli.monitor.new", values=q["new_categories"]) if q["new_categories"] else ""
+    console.print(tr("cli.monitor.quality", rejected=f"{q['rejected']:,}",
+                     pct=_pct(q["rejected_rate"]), out=_pct(q["out_of_contract_rate"]), new=new),
+                  soft_wrap=True, markup=False)
+    text, _ = verdict(doc) if english else verdict_words(doc, t)
     console.print(text, soft_wrap=True, markup=False)
     if html is not None:
-        console.print(f"HTML report: {html}")
+        console.print(tr("cli.monitor.html", path=html))
 
 
 def _pct(value: float | None) -> str:

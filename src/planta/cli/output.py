@@ -28,9 +28,10 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from planta.errors import PlantaError
+from planta.errors import PlantaError, error_words, violation_words
 from planta.i18n import env_lang, translator
 
 EXIT_OK = 0
@@ -96,13 +97,15 @@ def fail(error: PlantaError, *, as_json: bool) -> None:
     if as_json:
         print_json({"ok": False} | error.to_dict())
     else:
-        err_console.print(f"[bold red]{tr('cli.error')}:[/] {error.message}", soft_wrap=True)
-        if error.hint:
-            err_console.print(f"[yellow]{tr('cli.what_to_do')}:[/] {error.hint}", soft_wrap=True)
+        message, hint = error_words(error, translator(env_lang()))
+        err_console.print(f"[bold red]{tr('cli.error')}:[/] {escape(message)}", soft_wrap=True)
+        if hint:
+            err_console.print(f"[yellow]{tr('cli.what_to_do')}:[/] {escape(hint)}",
+                              soft_wrap=True)
         violations = getattr(error, "violations", None)
         if violations:
             for v in violations[:10]:
-                err_console.print(f"  - {violation_text(v)}", soft_wrap=True)
+                err_console.print(f"  - {escape(violation_text(v))}", soft_wrap=True)
             if len(violations) > 10:
                 err_console.print("  " + tr("cli.more", n=len(violations) - 10))
     raise typer.Exit(error.exit_code)
@@ -111,13 +114,16 @@ def fail(error: PlantaError, *, as_json: bool) -> None:
 def violation_text(violation: Any) -> str:
     """One broken contract rule, in the CLI's language.
 
-    English keeps the contract's own sentence (it names the bound); other languages say the
-    row, the field, the value and the rule from the catalogue's ``cli.rule.*`` lines.
+    English keeps the contract's own sentence; other languages say it again from the
+    catalogue's ``violation.*`` lines (the same bound, unit and advice), or, for a violation
+    that carries no words of its own, the row, the field, the value and a ``cli.rule.*`` line.
     """
     message = str(getattr(violation, "message", violation))
     rule = getattr(violation, "rule", None)
     if env_lang() == "en" or rule is None:
         return message
+    if getattr(violation, "key", None):
+        return violation_words(violation, translator(env_lang()))
     text = tr(f"cli.rule.{rule}", value=_shown(getattr(violation, "value", None)))
     if text.startswith("cli.rule."):
         return message
@@ -126,6 +132,12 @@ def violation_text(violation: Any) -> str:
         None if row is None else tr("cli.row", n=row + 1),
         None if not field else tr("cli.column", name=field)) if w)
     return f"{where}: {text}" if where else text
+
+
+def rule_name(rule: str) -> str:
+    """A contract rule code ("type") as the CLI's language says it, for counts of rows."""
+    name = tr(f"rule_words.{rule}")
+    return rule if name.startswith("rule_words.") else f"{name} ({rule})"
 
 
 def _shown(value: Any) -> str:
@@ -172,4 +184,5 @@ def handle_errors(func: F) -> F:
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_REJECTED", "EXIT_USAGE", "JSON_OPTION", "console",
-           "err_console", "fail", "handle_errors", "print_json", "table", "tr", "violation_text"]
+           "err_console", "fail", "handle_errors", "print_json", "rule_name", "table", "tr",
+           "violation_text"]

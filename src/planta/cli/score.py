@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from planta.cli.output import JSON_OPTION, console, handle_errors, print_json, tr
+from planta.cli.output import JSON_OPTION, console, handle_errors, print_json, rule_name, tr
 
 
 @handle_errors
@@ -46,5 +46,5 @@ def score(usecase: str = typer.Argument(..., help="Use case name."),
     if result.n_rejected:
         console.print(tr("cli.score.rejected", rows=f"{result.n_rejected:,}"))
         for rule, count in sorted(result.rejected_by_rule.items(), key=lambda kv: -kv[1]):
-            console.print(f"  • {rule}: {count:,}")
+            console.print(f"  • {rule_name(rule)}: {count:,}")
     console.print(tr("cli.score.recorded", batch=result.batch_id))

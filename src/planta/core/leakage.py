@@ -37,6 +37,7 @@ from scipy import stats
 
 from planta.core.spec import Task
 from planta.errors import ContractError
+from planta.i18n import DEFAULT_LANG, said, say, translator
 from planta_edge.contract import slugify
 
 REASONS = ("leak_flag", "leak_union", "leak_copy", "id_unique", "id_like", "constant")
@@ -63,10 +64,13 @@ class Exclusion:
     reason: str
     evidence: str
     kept: bool = False
+    # ``evidence`` as data, to be said in any language (planta.i18n.say).
+    evidence_said: dict[str, Any] | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"column": self.column, "reason": self.reason, "evidence": self.evidence,
-                "kept": self.kept}
+        out = {"column": self.column, "reason": self.reason, "evidence": self.evidence,
+               "kept": self.kept}
+        return out if self.evidence_said is None else out | {"evidence_said": self.evidence_said}
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class ExclusionReport:
 
     exclusions: list[Exclusion] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    notes_said: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def excluded(self) -> list[str]:
@@ -82,7 +87,8 @@ class ExclusionReport:
         return [e.column for e in self.exclusions if not e.kept]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"exclusions": [e.to_dict() for e in self.exclusions], "notes": list(self.notes)}
+        return {"exclusions": [e.to_dict() for e in self.exclusions], "notes": list(self.notes),
+                "notes_said": list(self.notes_said)}
 
 
 def _resolve(name: str, headers: Sequence[str], what: str) -> str:
@@ -131,13 +137,13 @@ def _show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def _rows(n: int) -> str:
-    return f"{n:,} row" + ("" if n == 1 else "s")
+def _rows(n: int) -> dict[str, Any]:
+    return said("count.row" if n == 1 else "count.rows", n=f"{n:,}")
 
 
-def _names(columns: Sequence[str], word: str = "and") -> str:
-    names = [str(c) for c in columns]
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" {word} " + names[-1]
+def _names(columns: Sequence[str], word: str = "and") -> dict[str, Any]:
+    """"a, b and c" (or "a or b") in the language that says it."""
+    return {"items": [str(c) for c in columns], "last": f"list.{word}"}
 
 
 @dataclass
@@ -147,7 +153,7 @@ class _Target:
     positive: np.ndarray
     valid: np.ndarray
     label: str
-    word: str
+    word: dict[str, Any]
 
 
 def _binary_target(series: pd.Series, header: str) -> _Target | None:
@@ -161,8 +167,9 @@ def _binary_target(series: pd.Series, header: str) -> _Target | None:
     label = ordered[0]
     positive = (values == label).to_numpy(dtype=bool) & valid
     shown = label.removesuffix(".0")
-    word = "failures" if re.search(r"fail|fault|defect|scrap|reject", header, re.IGNORECASE) else (
-        f"rows with {header!r} = {shown}")
+    word = said("leak.word.failures") if re.search(
+        r"fail|fault|defect|scrap|reject", header, re.IGNORECASE) else said(
+        "leak.word.rows_with", header=header, value=shown)
     return _Target(positive=positive, valid=valid, label=shown, word=word)
 
 
@@ -198,8 +205,8 @@ def find_exclusions(frame: pd.DataFrame, target: str, task: Task | str, *,
             roles.add(_resolve(name, headers, what))
     kept = {_resolve(k, headers, "The keep list names") for k in keep}
     examined = [h for h in headers if h not in roles]
-    found: dict[str, tuple[str, str]] = {}
-    notes: list[str] = []
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    notes: list[dict[str, Any]] = []
     noted: set[str] = set()
 
     numbers: dict[str, np.ndarray] = {}
@@ -215,35 +222,34 @@ def find_exclusions(frame: pd.DataFrame, target: str, task: Task | str, *,
     if task == Task.BINARY:
         tgt = _binary_target(y, target_h)
         if tgt is None:
-            notes.append(f"The target {target_h!r} does not have exactly two values, so the "
-                         "flag checks were skipped.")
+            notes.append(said("leak.no_two_values", target=target_h))
         else:
             _flag_leaks(frame, numbers, texts, tgt, target_h, found, notes, noted)
     elif task == Task.REGRESSION:
         _copy_leaks(numbers, _as_numbers(y), target_h, found)
     else:
-        notes.append("Flag leaks are checked for yes/no targets only; for classes, check by "
-                     "hand that no column is written after the outcome.")
-    exclusions = [Exclusion(h, found[h][0], found[h][1], kept=h in kept)
+        notes.append(said("leak.classes"))
+    english = translator(DEFAULT_LANG)
+    exclusions = [Exclusion(h, found[h][0], say(found[h][1], english), kept=h in kept,
+                            evidence_said=found[h][1])
                   for h in headers if h in found]
     for e in exclusions:
         if e.kept:
-            notes.append(f"{e.column} stays a feature because the use case keeps it, although "
-                         f"the guard found: {e.evidence}")
+            notes.append(said("leak.kept", h=e.column, evidence=e.evidence_said))
     for h in sorted(kept - set(found), key=headers.index):
-        notes.append(f"{h} is on the keep list; the guard found nothing against it.")
+        notes.append(said("leak.keep_clean", h=h))
     clean = [h for h in examined if h not in found and h not in noted and h not in kept]
     if len(clean) == 1:
-        notes.append(f"{clean[0]} shows no sign of a leak or an id and stays a feature.")
+        notes.append(said("leak.clean_one", h=clean[0]))
     elif clean:
-        shown = _names(clean) if len(clean) <= 6 else ", ".join(clean[:6]) + ", ..."
-        notes.append(f"The other {len(clean):,} columns ({shown}) show no sign of a leak or an "
-                     "id and stay features.")
-    return ExclusionReport(exclusions=exclusions, notes=notes)
+        shown = _names(clean) if len(clean) <= 6 else {"sep": ", ", "items": [*clean[:6], "..."]}
+        notes.append(said("leak.clean_many", n=f"{len(clean):,}", shown=shown))
+    return ExclusionReport(exclusions=exclusions, notes=[say(n, english) for n in notes],
+                           notes_said=notes)
 
 
 def _constant_and_ids(frame: pd.DataFrame, numbers: dict[str, np.ndarray], texts: list[str],
-                      found: dict[str, tuple[str, str]]) -> None:
+                      found: dict[str, tuple[str, dict[str, Any]]]) -> None:
     n = len(frame)
     if numbers:
         names = list(numbers)
@@ -264,15 +270,11 @@ def _constant_and_ids(frame: pd.DataFrame, numbers: dict[str, np.ndarray], texts
             elif n >= MIN_ROWS_FOR_ID and filled[j] == n and whole[j] and (rising[j]
                                                                            or falling[j]):
                 first, last = matrix[0, j], matrix[-1, j]
-                step = " in steps of 1" if abs(last - first) == n - 1 else ""
-                evidence = (f"{h} {'rises' if rising[j] else 'falls'} with every row, from "
-                            f"{_show(first)} to {_show(last)}{step}: it counts rows, it is not a "
-                            "reading.")
-                found[h] = ("id_like", evidence)
+                step = "_step" if abs(last - first) == n - 1 else ""
+                found[h] = ("id_like", said(f"leak.id_{'rises' if rising[j] else 'falls'}{step}",
+                                            h=h, first=_show(first), last=_show(last)))
             elif n >= MIN_ROWS_FOR_ID and filled[j] == n and whole[j] and distinct[j] == n:
-                evidence = (f"{h} has a different whole number in each of the {n:,} rows: it "
-                            "names the row (a serial or id), it is not a reading.")
-                found[h] = ("id_unique", evidence)
+                found[h] = ("id_unique", said("leak.id_whole", h=h, n=f"{n:,}"))
     for h in texts:
         series = frame[h]
         n_filled = int(series.notna().sum())
@@ -282,25 +284,25 @@ def _constant_and_ids(frame: pd.DataFrame, numbers: dict[str, np.ndarray], texts
             found[h] = ("constant", _constant_evidence(h, value, n - n_filled, n))
         elif n_filled == n and n_distinct == n and not pd.api.types.is_datetime64_any_dtype(
                 series.dtype):
-            evidence = (f"{h} has a different value in each of the {n:,} rows (for example "
-                        f"{_show(series.iloc[0])}): it names the row, it is not a reading.")
-            found[h] = ("id_unique", evidence)
+            found[h] = ("id_unique", said("leak.id_text", h=h, n=f"{n:,}",
+                                          example=_show(series.iloc[0])))
 
 
-def _constant_evidence(h: str, value: Any, empty: int, n: int) -> str:
+def _constant_evidence(h: str, value: Any, empty: int, n: int) -> dict[str, Any]:
     if empty == n or value is None or (isinstance(value, float) and np.isnan(value)):
-        return f"{h} is empty in every row: there is nothing to learn from it."
-    where = "every row" if empty == 0 else f"every filled row ({empty:,} are empty)"
-    return f"{h} has the same value ({_show(value)}) in {where}: it carries no information."
+        return said("leak.constant_empty", h=h)
+    if empty == 0:
+        return said("leak.constant", h=h, value=_show(value))
+    return said("leak.constant_filled", h=h, value=_show(value), empty=f"{empty:,}")
 
 
 def _flags(frame: pd.DataFrame, numbers: dict[str, np.ndarray], texts: list[str],
-           found: dict[str, tuple[str, str]], tgt: _Target
-           ) -> tuple[list[str], np.ndarray, dict[str, str], set[str]]:
+           found: dict[str, tuple[str, dict[str, Any]]], tgt: _Target
+           ) -> tuple[list[str], np.ndarray, dict[str, Any], set[str]]:
     """Candidate flags: header list, 'set' matrix, what 'set' means, and which are yes/no."""
     names: list[str] = []
     columns: list[np.ndarray] = []
-    meaning: dict[str, str] = {}
+    meaning: dict[str, Any] = {}
     binary: set[str] = set()
     for h, values in numbers.items():
         if h in found:
@@ -336,15 +338,15 @@ def _flags(frame: pd.DataFrame, numbers: dict[str, np.ndarray], texts: list[str]
             if leaky:
                 names.append(h)
                 columns.append(text.isin(leaky).to_numpy(dtype=bool))
-                meaning[h] = (f"{_names([repr(v) for v in leaky[:4]], 'or')}"
-                              f"{' ...' if len(leaky) > 4 else ''}")
+                meaning[h] = said("leak.values", values=_names([repr(v) for v in leaky[:4]], "or"),
+                                  more=" ..." if len(leaky) > 4 else "")
     matrix = np.column_stack(columns) if columns else np.zeros((len(frame), 0), dtype=bool)
     return names, matrix, meaning, binary
 
 
 def _flag_leaks(frame: pd.DataFrame, numbers: dict[str, np.ndarray], texts: list[str],
-                tgt: _Target, target_h: str, found: dict[str, tuple[str, str]],
-                notes: list[str], noted: set[str]) -> None:
+                tgt: _Target, target_h: str, found: dict[str, tuple[str, dict[str, Any]]],
+                notes: list[dict[str, Any]], noted: set[str]) -> None:
     names, setm, meaning, binary = _flags(frame, numbers, texts, found, tgt)
     if not names:
         return
@@ -354,38 +356,35 @@ def _flag_leaks(frame: pd.DataFrame, numbers: dict[str, np.ndarray], texts: list
     share = np.divide(k, n_set, out=np.zeros(len(names)), where=n_set > 0)
     lower = _lower_bound(k, n_set)
     word = tgt.word
+    failures = word["key"] == "leak.word.failures"
+    thing = said("leak.after.failure" if failures else "leak.after.outcome")
     for j, h in enumerate(names):
-        is_set = f"is set in {_rows(n_set[j])}" if meaning[h] == "set" else (
-            f"is {meaning[h]} in {_rows(n_set[j])}")
+        is_set = said("leak.is_set", rows=_rows(n_set[j])) if meaning[h] == "set" else said(
+            "leak.is_value", values=meaning[h], rows=_rows(n_set[j]))
         if share[j] >= LEAK_SHARE and lower[j] >= LEAK_LOWER_BOUND:
-            how = f"all {k[j]:,} are" if k[j] == n_set[j] else (
-                f"{k[j]:,} of them ({_pct(k[j], n_set[j])}) are")
-            after = "the failure" if word == "failures" else "the outcome"
-            evidence = f"{h} {is_set} and {how} {word}: it records {after} after the fact."
-            found[h] = ("leak_flag", evidence)
+            how = said("leak.how_all", k=f"{k[j]:,}") if k[j] == n_set[j] else said(
+                "leak.how_some", k=f"{k[j]:,}", pct=_pct(k[j], n_set[j]))
+            found[h] = ("leak_flag", said("leak.flag", h=h, is_set=is_set, how=how, word=word,
+                                          after=thing))
         elif share[j] >= LEAK_SHARE and n_set[j] > 0:
             noted.add(h)
-            notes.append(f"{h} {is_set}, {'all' if k[j] == n_set[j] else k[j]} of them {word}: "
-                         f"too few rows to be sure it records the outcome (with 95 % confidence "
-                         f"only {100 * lower[j]:.0f} % are), so it stays a feature. If it is "
-                         f"written after the outcome, add it to the use case's exclude list.")
+            notes.append(said("leak.few", h=h, is_set=is_set, word=word,
+                              all=said("leak.all") if k[j] == n_set[j] else str(k[j]),
+                              lower=f"{100 * lower[j]:.0f}"))
         elif h in binary:
             noted.add(h)
-            if share[j] >= 0.5:
-                judgement = ("a strong sign but not a copy of the answer; it stays a feature. "
-                             "Check that it is known before the outcome happens.")
-            else:
-                judgement = (f"it does not give the {'failure' if word == 'failures' else 'outcome'}"
-                             " away, so it stays a feature.")
-            only = "only " if share[j] < 0.5 else ""
-            notes.append(f"{h} {is_set}, {only}{k[j]:,} of them "
-                         f"{'a failure' if word == 'failures' and k[j] == 1 else word} "
-                         f"({_pct(k[j], n_set[j])}): {judgement}")
+            judgement = said("leak.strong") if share[j] >= 0.5 else said("leak.not_away",
+                                                                          thing=thing)
+            notes.append(said("leak.binary", h=h, is_set=is_set,
+                              only=said("leak.only") if share[j] < 0.5 else "", k=f"{k[j]:,}",
+                              word=said("leak.word.a_failure") if failures and k[j] == 1
+                              else word, pct=_pct(k[j], n_set[j]), judgement=judgement))
     _union_leak(names, setm, share, tgt, target_h, found, notes)
 
 
 def _union_leak(names: list[str], setm: np.ndarray, share: np.ndarray, tgt: _Target,
-                target_h: str, found: dict[str, tuple[str, str]], notes: list[str]) -> None:
+                target_h: str, found: dict[str, tuple[str, dict[str, Any]]],
+                notes: list[dict[str, Any]]) -> None:
     members = [j for j, h in enumerate(names) if share[j] >= UNION_MEMBER_SHARE]
     if len(members) < 2:
         return
@@ -398,17 +397,18 @@ def _union_leak(names: list[str], setm: np.ndarray, share: np.ndarray, tgt: _Tar
     if agree < UNION_AGREEMENT * n_valid or caught < UNION_RECALL * n_pos:
         return
     group = [names[j] for j in members]
-    sentence = (f"Together, {_names(group)} reproduce {target_h!r} in {agree:,} of {n_valid:,} "
-                f"rows ({_pct(agree, n_valid)}) and catch {caught:,} of the {n_pos:,} {tgt.word}: "
-                "they describe the outcome rather than predict it.")
+    sentence = said("leak.union", group=_names(group), target=target_h, agree=f"{agree:,}",
+                    n=f"{n_valid:,}", pct=_pct(agree, n_valid), caught=f"{caught:,}",
+                    pos=f"{n_pos:,}", word=tgt.word)
     notes.append(sentence)
     for h in group:
         if h not in found:
-            found[h] = ("leak_union", f"{h} is one of {_names(group)}. {sentence}")
+            found[h] = ("leak_union", said("leak.union_member", h=h, group=_names(group),
+                                           sentence=sentence))
 
 
 def _copy_leaks(numbers: dict[str, np.ndarray], y: np.ndarray | None, target_h: str,
-                found: dict[str, tuple[str, str]]) -> None:
+                found: dict[str, tuple[str, dict[str, Any]]]) -> None:
     if y is None or not numbers:
         return
     names = [h for h in numbers if h not in found]
@@ -425,10 +425,8 @@ def _copy_leaks(numbers: dict[str, np.ndarray], y: np.ndarray | None, target_h: 
         corr = (dx * dy).sum(0) / np.sqrt((dx * dx).sum(0) * (dy * dy).sum(0))
     for j, h in enumerate(names):
         if count[j] >= 3 and np.isfinite(corr[j]) and abs(corr[j]) > COPY_CORRELATION:
-            evidence = (f"{h} follows {target_h!r} almost exactly (correlation {corr[j]:.4f} "
-                        f"over {count[j]:,} rows): it is the target under another name, or "
-                        "computed from it.")
-            found[h] = ("leak_copy", evidence)
+            found[h] = ("leak_copy", said("leak.copy", h=h, target=target_h,
+                                          corr=f"{corr[j]:.4f}", n=f"{count[j]:,}"))
 
 
 __all__ = ["REASONS", "Exclusion", "ExclusionReport", "find_exclusions"]

@@ -24,26 +24,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from planta.errors import ContractError, InputError
+from planta.errors import ContractError, InputError, keyed, violation_said
+from planta.i18n import DEFAULT_LANG, said, say, translator
 from planta_edge.contract import Contract, Field, Violation, validate_columns
 
 TARGET_MISSING = "target_missing"
 RANGE_RULES = ("below_physical", "above_physical", "below_min", "above_max")
 # Why rows were set aside, in plain words (completing "... were set aside because ...").
-RULE_WORDS = {
-    "missing_field": "a column the contract needs is missing from the file",
-    "extra_field": "the file has a column the contract does not know",
-    "null": "a value was empty where the contract needs one",
-    "type": "a value was not of the column's kind (for example text in a column of numbers)",
-    "not_finite": "a number was infinite",
-    "below_physical": "a reading was below what physics allows (check the sensor or the unit)",
-    "above_physical": "a reading was above what physics allows (check the sensor or the unit)",
-    "below_min": "a reading was below the range seen in training",
-    "above_max": "a reading was above the range seen in training",
-    "unknown_category": "a value was a category the model has never seen",
-    "not_integer": "a whole-number column held a fraction",
-    TARGET_MISSING: "the target was empty (a row without an answer cannot teach the model)",
-}
+# Why a row was set aside, per rule: the catalogue's ``rule_words.<rule>`` (English here).
+RULE_WORDS = {rule: translator(DEFAULT_LANG)(f"rule_words.{rule}") for rule in (
+    "missing_field", "extra_field", "null", "type", "not_finite", "below_physical",
+    "above_physical", "below_min", "above_max", "unknown_category", "not_integer",
+    TARGET_MISSING)}
 # Rare classes below this share get a finding of their own.
 RARE_CLASS_SHARE = 0.01
 
@@ -94,8 +86,20 @@ def _pct(part: int, whole: int) -> str:
     return f"{share:.1f} %" if share >= 0.1 or part == 0 else "< 0.1 %"
 
 
-def _rows(n: int) -> str:
-    return f"{n:,} row" + ("" if n == 1 else "s")
+def _rows(n: int) -> dict[str, Any]:
+    return said("count.row" if n == 1 else "count.rows", n=f"{n:,}")
+
+
+def _why(rule: str) -> Any:
+    return said(f"rule_words.{rule}") if rule in RULE_WORDS else rule
+
+
+def _first(rule: str, message: str, violations: list[Violation], ok: np.ndarray) -> Any:
+    """The first set-aside row's sentence for ``rule``, as data when the violation has words."""
+    for v in violations:
+        if v.rule == rule and v.row is not None and not ok[v.row] and v.message == message:
+            return violation_said(v) or message
+    return message
 
 
 def _plain(value: Any) -> Any:
@@ -146,7 +150,7 @@ def check_frame(contract: Contract, frame: pd.DataFrame, *, range_policy: str = 
     """
     n = len(frame)
     if n == 0:
-        raise ContractError("The table has no rows to check.", hint="Ingest a file with data rows.")
+        raise keyed(ContractError, "err.quality.no_rows")
     headers = [str(c) for c in frame.columns]
     header_of: dict[str, str] = {}
     for h in headers:
@@ -155,9 +159,7 @@ def check_frame(contract: Contract, frame: pd.DataFrame, *, range_policy: str = 
             header_of.setdefault(name, h)
     target = contract.field(contract.target) if contract.target else None
     if target is not None and target.name not in header_of and require_target:
-        raise ContractError(f"The table has no target column {target.display!r}; training needs "
-                            "it in every row.",
-                            hint="Add the column to the file, or check the use case's target.")
+        raise keyed(ContractError, "err.quality.no_target", label=target.display)
     checked = [f for f in contract.fields if f.role in ("feature", "entity", "time")]
     if target is not None and target.name in header_of:
         # A new dataset may reach beyond the training range of the target: physics only.
@@ -173,12 +175,14 @@ def check_frame(contract: Contract, frame: pd.DataFrame, *, range_policy: str = 
         for i in np.flatnonzero(target_missing):
             message = (f"Row {i + 1}, column {target.display!r}: the target is empty; a row "
                        "without an answer cannot teach the model")
-            violations.append(Violation(int(i), target.name, TARGET_MISSING, None, message))
+            violations.append(Violation(int(i), target.name, TARGET_MISSING, None, message,
+                                        TARGET_MISSING, {"n": i + 1, "where": "row_column",
+                                                         "label": target.display}))
             if ok[i]:
                 reasons[i] = f"{TARGET_MISSING}: {message}"
             ok[i] = False
     if not ok.any():
-        raise _all_rejected(n, reasons, violations)
+        raise _all_rejected(n, reasons, violations, ok)
     keep = np.flatnonzero(ok)
     accepted = pd.DataFrame({f.name: _clean_column(f, result.values[f.name][keep],
                                                    f.role == "target")
@@ -195,27 +199,22 @@ def check_frame(contract: Contract, frame: pd.DataFrame, *, range_policy: str = 
     return FrameCheck(accepted=accepted, quarantine=quarantine, report=report)
 
 
-def _all_rejected(n: int, reasons: np.ndarray, violations: list[Violation]) -> ContractError:
+def _all_rejected(n: int, reasons: np.ndarray, violations: list[Violation],
+                  ok: np.ndarray) -> ContractError:
     by_rule = Counter(str(r).split(":", 1)[0] for r in reasons)
     rule, count = by_rule.most_common(1)[0]
     example = next(str(r).split(": ", 1)[1] for r in reasons if str(r).startswith(rule))
-    return ContractError(
-        f"All {n:,} rows break the contract; the most common reason ({_rows(count)}): "
-        f"{RULE_WORDS.get(rule, rule)}. First case: {example}.",
-        violations[:1000],
-        hint="Check that this is the right file for this use case; if the plant changed, "
-             "edit the contract (planta contract edit) and ingest again.")
+    return keyed(ContractError, "err.quality.all_rejected", violations[:1000], n=f"{n:,}",
+                 rows=_rows(count), why=_why(rule),
+                 first=_first(rule, example, violations, ok))
 
 
 def _refuse_one_class(target: Field, values: pd.Series) -> None:
     distinct = pd.unique(values.dropna())
     if len(distinct) >= 2:
         return
-    shown = str(_plain(distinct[0])) if len(distinct) else "none"
-    raise InputError(f"The target {target.display!r} has only one value ({shown}): there is "
-                     "nothing to learn.",
-                     hint="A model learns from both outcomes: include rows with failures and "
-                          "rows without, or pick another target column.")
+    shown = str(_plain(distinct[0])) if len(distinct) else said("err.none")
+    raise keyed(InputError, "err.quality.one_class", label=target.display, shown=shown)
 
 
 def _report(contract: Contract, frame: pd.DataFrame, header_of: dict[str, str],
@@ -260,7 +259,10 @@ def _report(contract: Contract, frame: pd.DataFrame, header_of: dict[str, str],
         "target": None if target is None else {"name": target.name, "label": target.display},
         "label_balance": balance,
     }
-    report["findings"] = _findings(report, reasons, ok, target)
+    # The sentences as data (any language: planta.i18n.say), and in English for logs and JSON.
+    report["findings_said"] = _findings(report, reasons, ok, target, violations)
+    english = translator(DEFAULT_LANG)
+    report["findings"] = [say(doc, english) for doc in report["findings_said"]]
     return report
 
 
@@ -278,54 +280,54 @@ def _balance(target: Field | None, accepted: pd.DataFrame) -> dict[str, Any] | N
 
 
 def _findings(report: dict[str, Any], reasons: np.ndarray, ok: np.ndarray,
-              target: Field | None) -> list[str]:
+              target: Field | None, violations: list[Violation]) -> list[dict[str, Any]]:
+    """The data-quality report's sentences, as data (:func:`planta.i18n.said`)."""
     n, n_ok = report["rows"], report["accepted"]
-    lines = [f"{_rows(n)} read: {n_ok:,} accepted, {n - n_ok:,} set aside."]
+    lines = [said("quality.read", rows=_rows(n), accepted=f"{n_ok:,}", rejected=f"{n - n_ok:,}")]
     firsts: dict[str, str] = {}
     for r in reasons[~ok]:
         rule, _, message = str(r).partition(": ")
         firsts.setdefault(rule, message)
     for rule, count in sorted(report["rejected_by_rule"].items(), key=lambda kv: -kv[1]):
-        lines.append(f"{_rows(count)} ({_pct(count, n)}) were set aside because "
-                     f"{RULE_WORDS.get(rule, rule)}; the first: {firsts[rule]}. They are in the "
-                     "quarantine file with the reason for each row.")
+        lines.append(said("quality.set_aside", rows=_rows(count), pct=_pct(count, n),
+                          why=_why(rule), first=_first(rule, firsts[rule], violations, ok)))
     if report["flagged"]:
-        lines.append(f"{_rows(report['flagged'])} are outside the training range but were kept "
-                     "(range policy 'flag').")
+        lines.append(said("quality.flagged", rows=_rows(report["flagged"])))
     missing = report["missing_by_column"]
     if missing:
         worst = sorted(missing.items(), key=lambda kv: -kv[1])[:3]
-        shown = ", ".join(f"{label!r} in {_rows(c)} ({_pct(c, n)})" for label, c in worst)
-        more = f" and {len(missing) - 3} more columns" if len(missing) > 3 else ""
-        lines.append(f"{len(missing)} column{'s have' if len(missing) > 1 else ' has'} empty "
-                     f"cells: {shown}{more}.")
+        # Commas only: "'a' in 3 rows (1 %), 'b' in 2 rows (0.5 %)".
+        shown = {"sep": ", ", "items": [said("quality.empty_where", label=label, rows=_rows(c),
+                                             pct=_pct(c, n)) for label, c in worst]}
+        more = said("quality.more_columns", n=len(missing) - 3) if len(missing) > 3 else ""
+        lines.append(said("quality.empty_many" if len(missing) > 1 else "quality.empty_one",
+                          n=len(missing), shown=shown, more=more))
     dup = report["duplicates"]
     if dup["rows"]:
-        lines.append(f"{_rows(dup['rows'])} ({_pct(dup['rows'], n)}) are exact copies of an "
-                     "earlier row; they were kept. Check whether the export repeats rows.")
+        lines.append(said("quality.duplicates", rows=_rows(dup["rows"]),
+                          pct=_pct(dup["rows"], n)))
     if dup["conflicting"]:
-        lines.append(f"{_rows(dup['conflicting'])} share the same readings but a different "
-                     "target: the readings alone cannot tell these cases apart.")
+        lines.append(said("quality.conflicting", rows=_rows(dup["conflicting"])))
     for label, sides in report["out_of_range"].items():
-        lines.append(f"{label!r}: {sum(sides.values()):,} readings outside the accepted range.")
+        lines.append(said("quality.out_of_range", label=label, n=f"{sum(sides.values()):,}"))
     for label, values in report["new_categories"].items():
-        shown = ", ".join(repr(v) for v in sorted(values)[:5])
-        lines.append(f"{label!r} has values the model has never seen: {shown}.")
+        lines.append(said("quality.new_categories", label=label,
+                          shown=", ".join(repr(v) for v in sorted(values)[:5])))
     balance = report["label_balance"]
     if target is not None and balance:
         if target.kind in ("number", "integer"):
-            lines.append(f"The target {target.display!r} runs from {balance['min']:.6g} to "
-                         f"{balance['max']:.6g} (mean {balance['mean']:.6g}).")
+            lines.append(said("quality.target_range", label=target.display,
+                              low=f"{balance['min']:.6g}", high=f"{balance['max']:.6g}",
+                              mean=f"{balance['mean']:.6g}"))
         else:
             ordered = sorted(balance.items(), key=lambda kv: kv[1]["count"])
-            parts = [f"{k} in {v['count']:,} accepted rows ({_pct(v['count'], n_ok)})"
-                     for k, v in ordered]
-            joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-            lines.append(f"{target.display!r} is {joined}.")
+            parts = [said("quality.balance_part", value=k, n=f"{v['count']:,}",
+                          pct=_pct(v["count"], n_ok)) for k, v in ordered]
+            lines.append(said("quality.balance", label=target.display, parts={"items": parts}))
             rare = [k for k, v in balance.items() if v["share"] < RARE_CLASS_SHARE]
             for k in rare:
-                lines.append(f"Only {_rows(balance[k]['count'])} have {target.display!r} = {k}: "
-                             "a model will have few examples of it to learn from.")
+                lines.append(said("quality.rare", rows=_rows(balance[k]["count"]),
+                                  label=target.display, value=k))
     return lines
 
 

@@ -23,7 +23,7 @@ from planta.core.contract import contract_from_text, contract_to_text, infer_con
 from planta.core.leakage import find_exclusions
 from planta.core.profile import profile_frame
 from planta.core.validation import check_frame
-from planta.errors import InputError
+from planta.errors import InputError, keyed
 from planta.services.tables import read_table
 from planta.services.workspace import Workspace
 from planta_edge.bundle import canonical_json, sha256_bytes
@@ -78,8 +78,7 @@ def _target_header(frame: pd.DataFrame, target: str, source: str) -> str:
         if slugify(str(column)) == wanted:
             return str(column)
     shown = ", ".join(map(str, frame.columns[:20]))
-    raise InputError(f"{source}: the target column {target!r} is not in the file (it has: "
-                     f"{shown}).", hint="Check the file, or the use case's target in planta.toml.")
+    raise keyed(InputError, "err.ingest.no_target", source=source, target=target, columns=shown)
 
 
 def load_contract(ws: Workspace, usecase: str) -> Contract | None:
@@ -129,6 +128,7 @@ def ingest(ws: Workspace, usecase_name: str, path: Path) -> IngestResult:
     report = dict(checked.report)
     report["exclusions"] = [e.to_dict() for e in exclusions.exclusions]
     report["notes"] = list(exclusions.notes)
+    report["notes_said"] = list(exclusions.notes_said)  # the same, for any language
     report["quarantine_digest"] = quarantine_digest
     n_rows = int(len(frame))
     n_accepted = int(len(checked.accepted))

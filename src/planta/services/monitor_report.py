@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from html import escape
 from typing import Any
 
+from planta.i18n import env_lang, normalise, translator
 from planta.services.monitor import MonitorResult
 
 _W, _H, _PAD = 520, 150, 28
@@ -343,14 +344,18 @@ def verdict_words(doc: dict[str, Any], t: Translate) -> tuple[str, bool]:
     return t("monitoring.verdict_ok"), False
 
 
-def _tag(feature: dict[str, Any]) -> str:
+def _tag(feature: dict[str, Any], t: Translate) -> str:
     if not feature["enough_rows"]:
-        return '<span class="tag quiet">too few rows</span>'
+        return f'<span class="tag quiet">{escape(t("report.tag_few"))}</span>'
     if feature["alerting"]:
-        return '<span class="tag alert">drifted · alert</span>'
+        return f'<span class="tag alert">{escape(t("report.tag_alert"))}</span>'
     if feature["drifted"]:
-        return '<span class="tag drift">drifted · no alert</span>'
-    return '<span class="tag ok">stable</span>'
+        return f'<span class="tag drift">{escape(t("report.tag_quiet"))}</span>'
+    return f'<span class="tag ok">{escape(t("report.tag_stable"))}</span>'
+
+
+def _head(t: Translate, *columns: str) -> str:
+    return "".join(f"<th>{escape(t(f'report.col.{c}'))}</th>" for c in columns)
 
 
 def verdict(doc: dict[str, Any]) -> tuple[str, bool]:
@@ -373,123 +378,126 @@ def verdict(doc: dict[str, Any]) -> tuple[str, bool]:
     return "The inputs look like the training data: no drift found.", False
 
 
-def _alerts_html(alerts: Sequence[dict[str, Any]]) -> str:
+def _alerts_html(alerts: Sequence[dict[str, Any]], t: Translate) -> str:
     if not alerts:
-        return "<p class=muted>No open alerts for this use case.</p>"
+        return f"<p class=muted>{escape(t('report.no_alerts'))}</p>"
     rows = "".join(
         f"<tr><td>{escape(str(a.get('rule')))}</td><td><code>{escape(str(a.get('condition')))}"
         f"</code></td><td>{escape(str(a.get('state')))}</td>"
         f"<td>{escape(str(a.get('first_seen'))[:16])}</td><td>{a.get('count')}</td></tr>"
         for a in alerts)
-    return ("<table><tr><th>rule</th><th>condition</th><th>state</th><th>since</th>"
-            f"<th>windows</th></tr>{rows}</table>")
+    return (f"<table><tr>{_head(t, 'rule', 'condition', 'state', 'since', 'windows')}</tr>"
+            f"{rows}</table>")
 
 
-def _drift_history_html(drift_history: dict[str, Any] | None) -> str:
-    trends = history_svgs(drift_history, "{method} per step (dashed: the drift threshold)")
+def _drift_history_html(drift_history: dict[str, Any] | None, t: Translate) -> str:
+    trends = history_svgs(drift_history, t("report.history_caption", method="{method}"))
     if not trends:
         return ""
     step = "day" if drift_history and drift_history.get("step_s", 0) >= 86400 else "hour"
-    return (f"<h2>Drift over time</h2><p class=muted>Each input's drift statistic for each "
-            f"{step} of the window, against the reference; above the dashed line it counts as "
-            "moved.</p><div class=grid>" + "".join(
+    return (f"<h2>{escape(t('report.history_title'))}</h2><p class=muted>"
+            f"{escape(t(f'report.history_note_{step}'))}</p><div class=grid>" + "".join(
                 f'<div class="card"><h3>{escape(label)}</h3>{svg}</div>'
                 for label, svg in trends) + "</div>")
 
 
-def _performance_html(performance: dict[str, Any] | None) -> str:
+def _performance_html(performance: dict[str, Any] | None, t: Translate) -> str:
     if not performance:
         return ""
     metric = str(performance.get("metric") or "")
-    svg = performance_svg(performance, f"{metric} per window")
+    svg = performance_svg(performance, t("report.performance_caption", metric=metric))
     sentences = "".join(f"<li>{escape(str(x))}</li>"
                         for x in performance.get("sentences") or [])
-    return ("<h2>Performance over time</h2>"
-            f"<p class=legend><span style=\"background:{_EST}\"></span>estimated from the "
-            f"model's confidence (band: 95 % interval)<span style=\"background:{_REAL}\">"
-            "</span>measured, once the outcomes arrived (bar: 95 % interval)"
-            f"<span style=\"background:{_REF}\"></span>at validation"
-            f"<span style=\"background:{_TARGET}\"></span>objective</p>"
-            f"<ul>{sentences}</ul>"
+    return (f"<h2>{escape(t('report.performance_title'))}</h2>"
+            f"<p class=legend><span style=\"background:{_EST}\"></span>"
+            f"{escape(t('report.legend_estimated'))}<span style=\"background:{_REAL}\">"
+            f"</span>{escape(t('report.legend_measured'))}"
+            f"<span style=\"background:{_REF}\"></span>{escape(t('report.legend_validation'))}"
+            f"<span style=\"background:{_TARGET}\"></span>{escape(t('report.legend_objective'))}"
+            f"</p><ul>{sentences}</ul>"
             + (f'<div class="card half">{svg}</div>' if svg else
-               "<p class=muted>No predictions with a score in this window.</p>"))
+               f"<p class=muted>{escape(t('report.no_scores_window'))}</p>"))
+
+
+def _window_words(window: dict[str, Any], t: Translate) -> str:
+    if window["source"] == "file":
+        return escape(t("report.window_file", name=str(window["current"])))
+    if window["source"] == "dataset":
+        return escape(str(window["current"]))
+    return escape(t("report.window_log", since=window["since"][:16], until=window["until"][:16]))
+
+
+def _score_html(score: dict[str, Any], t: Translate) -> str:
+    if score.get("plot"):
+        return (f"<p>{escape(t('report.score_line', psi=_num(score['psi']), ks=_num(score['ks']), now=_pct(score['positive_rate']), holdout=_pct(score['reference_positive_rate'])))}</p>"  # noqa: E501
+                f'<div class="card half">{score_svg(score)}</div>')
+    if score.get("positive_rate") is not None:
+        return f"<p>{escape(t('report.alarms_only', now=_pct(score['positive_rate'])))}</p>"
+    return f"<p class=muted>{escape(t('report.no_answers'))}</p>"
 
 
 def render_html(result: MonitorResult, *, drift_history: dict[str, Any] | None = None,
-                performance: dict[str, Any] | None = None) -> str:
+                performance: dict[str, Any] | None = None, lang: str | None = None) -> str:
     """The self-contained HTML report of a monitoring result; with ``drift_history``
     (:func:`planta.services.monitor.drift_over_time`) and ``performance``
-    (``PerformanceSeries.to_dict()``) it also draws drift and performance over time."""
+    (``PerformanceSeries.to_dict()``) it also draws drift and performance over time.
+
+    In ``lang`` (the catalogue's ``report.*`` and ``monitoring.*`` lines); without one, in
+    the language of ``PLANTA_LANG``.
+    """
+    lang = normalise(lang) or env_lang()
+    t = translator(lang)
     doc = result.to_dict(plots=True)
-    window = doc["window"]
-    what = (f"file {escape(str(window['current']))}" if window["source"] == "file" else
-            escape(str(window["current"])) if window["source"] == "dataset" else
-            f"prediction log, {escape(window['since'][:16])} to {escape(window['until'][:16])} "
-            "UTC")
-    text, bad = verdict(doc)
-    rows = []
+    text, bad = verdict_words(doc, t)
+    percent = doc["score"].get("positive_rate") is not None
+    rows, cards = [], []
     for f in doc["features"]:
-        tests = ", ".join(f"{_METHOD_NAMES.get(t['method'], t['method'])} "
-                          f"{_num(t['statistic'])}" +
-                          (f" (p {_num(t['p_value'])})" if t["p_value"] is not None else "")
-                          for t in f["tests"])
+        tests = ", ".join(f"{_METHOD_NAMES.get(x['method'], x['method'])} "
+                          f"{_num(x['statistic'])}" +
+                          (f" (p {_num(x['p_value'])})" if x["p_value"] is not None else "")
+                          for x in f["tests"])
+        says = feature_sentence(f, t, percent=percent) or str(f.get("says") or "")
         rows.append(f"<tr><td><b>{escape(f['label'])}</b><br><span class=muted>"
-                    f"{escape(f['name'])}</span></td><td>{_tag(f)}</td>"
+                    f"{escape(f['name'])}</span></td><td>{_tag(f, t)}</td>"
                     f"<td>{_pct(f['importance'])}</td><td>{tests}</td>"
-                    f"<td>{escape(f['says'])}</td></tr>")
-    cards = []
-    for f in doc["features"]:
-        cards.append(f'<div class="card"><h3>{escape(f["label"])} {_tag(f)}</h3>'
-                     f'<div class=muted>{escape(f["says"])}</div>{feature_svg(f)}</div>')
-    score = doc["score"]
+                    f"<td>{escape(says)}</td></tr>")
+        cards.append(f'<div class="card"><h3>{escape(f["label"])} {_tag(f, t)}</h3>'
+                     f'<div class=muted>{escape(says)}</div>{feature_svg(f)}</div>')
     q = doc["quality"]
-    score_html = ""
-    if score.get("plot"):
-        score_html = (f"<p>Score PSI {_num(score['psi'])}, KS {_num(score['ks'])}; alarms "
-                      f"{_pct(score['positive_rate'])} of answers now, "
-                      f"{_pct(score['reference_positive_rate'])} on the holdout.</p>"
-                      f'<div class="card half">{score_svg(score)}</div>')
-    elif score.get("positive_rate") is not None:
-        score_html = f"<p>Alarms: {_pct(score['positive_rate'])} of answers.</p>"
-    else:
-        score_html = "<p class=muted>No model answers in this window (a file is compared " \
-                     "without scoring it).</p>"
     new = "".join(f"<li>{escape(k)}: {escape(', '.join(f'{c} ({n:,})' for c, n in v.items()))}"
-                  "</li>" for k, v in q["new_categories"].items()) or "<li>none</li>"
+                  "</li>" for k, v in q["new_categories"].items()) or \
+        f"<li>{escape(t('report.none'))}</li>"
     missing = "".join(f"<tr><td>{escape(k)}</td><td>{_pct(v)}</td></tr>"
                       for k, v in q["missing_rate"].items())
+    settings = doc["settings"]
+    note = t("report.method_note", correction=settings["correction"], alpha=settings["alpha"],
+             psi=settings["psi"], wasserstein=settings["wasserstein"], js=settings["js"],
+             importance=_pct(settings["min_importance"]),
+             section=f"[usecases.{doc['usecase']}.monitor]")
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>planta monitoring: {escape(doc['usecase'])}</title>
+<html lang="{lang}"><head><meta charset="utf-8">
+<title>{escape(t("report.title", usecase=doc["usecase"]))}</title>
 <style>{_CSS}</style></head><body>
-<h1>Monitoring report: {escape(doc['usecase'])}</h1>
-<div class=muted>Model version {doc['model_version']} · {what} · {doc['rows']:,} rows ·
-made {escape(doc['made_at'][:19])} UTC</div>
+<h1>{escape(t("report.heading", usecase=doc["usecase"]))}</h1>
+<div class=muted>{t("report.subtitle", version=doc["model_version"], what=_window_words(doc["window"], t), rows=f"{doc['rows']:,}", made=escape(doc["made_at"][:19]))}</div>
 <div class="verdict{' bad' if bad else ''}">{escape(text)}</div>
-<h2>Open alerts</h2>{_alerts_html(doc.get("alerts") or [])}
-<h2>Inputs: drift per feature</h2>
-<p class=legend><span style="background:{_REF}"></span>training (reference)
-<span style="background:{_CUR}"></span>this window</p>
-<table><tr><th>feature</th><th>state</th><th>importance</th><th>tests</th><th>in plain words</th>
+<h2>{escape(t("report.alerts_title"))}</h2>{_alerts_html(doc.get("alerts") or [], t)}
+<h2>{escape(t("report.inputs_title"))}</h2>
+<p class=legend><span style="background:{_REF}"></span>{escape(t("report.legend_reference"))}
+<span style="background:{_CUR}"></span>{escape(t("report.legend_current"))}</p>
+<table><tr>{_head(t, "feature", "state", "importance", "tests", "plain")}
 </tr>{''.join(rows)}</table>
 <div class=grid style="margin-top:14px">{''.join(cards)}</div>
-{_drift_history_html(drift_history)}
-<h2>Model output: score distribution</h2>{score_html}
-{_performance_html(performance)}
-<h2>Data quality</h2>
-<p>Rejected by the contract: {q['rejected']:,} records ({_pct(q['rejected_rate'])});
-out of contract (rejected or outside the accepted range): {_pct(q['out_of_contract_rate'])}.</p>
-<p>New categories:</p><ul>{new}</ul>
-<table><tr><th>feature</th><th>missing</th></tr>{missing}</table>
-<p class=muted>A feature counts as drifted when its test is significant after correcting for
-testing every feature at once ({escape(doc['settings']['correction'])}, alpha
-{doc['settings']['alpha']}) and the change is large enough (PSI ≥ {doc['settings']['psi']},
-normalised Wasserstein ≥ {doc['settings']['wasserstein']}, Jensen–Shannon ≥
-{doc['settings']['js']}); it alerts only when the model's importance for it is at least
-{_pct(doc['settings']['min_importance'])}. Thresholds: [usecases.{escape(doc['usecase'])}.monitor]
-in planta.toml.</p>
+{_drift_history_html(drift_history, t)}
+<h2>{escape(t("report.score_title"))}</h2>{_score_html(doc["score"], t)}
+{_performance_html(performance, t)}
+<h2>{escape(t("report.quality_title"))}</h2>
+<p>{escape(t("report.rejected", n=f"{q['rejected']:,}", pct=_pct(q["rejected_rate"]), out=_pct(q["out_of_contract_rate"])))}</p>
+<p>{escape(t("report.new_categories"))}</p><ul>{new}</ul>
+<table><tr>{_head(t, "feature", "missing")}</tr>{missing}</table>
+<p class=muted>{escape(note)}</p>
 </body></html>
-"""
+"""  # noqa: E501
 
 
 __all__ = ["feature_sentence", "feature_svg", "history_labels", "history_svgs", "performance_svg", "render_html",

@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from planta.errors import FileFormatError
+from planta.errors import FileFormatError, keyed
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
@@ -129,19 +129,18 @@ def _kind(path: Path) -> tuple[str, bool]:
     if last in PARQUET_SUFFIXES and not compressed:
         return "parquet", False
     if last == ".xls":
-        raise FileFormatError(f"{path.name}: the old Excel format (.xls) is not supported.",
-                              hint="Open it in Excel and save it as .xlsx or as CSV.")
+        raise keyed(FileFormatError, "err.file.xls", name=path.name)
     known = ", ".join(CSV_SUFFIXES + EXCEL_SUFFIXES + PARQUET_SUFFIXES)
-    raise FileFormatError(f"{path.name}: planta cannot read {last or 'files without an extension'}"
-                          f" files.", hint=f"Save the table as one of: {known} (CSV may be .gz).")
+    if not last:
+        raise keyed(FileFormatError, "err.file.no_suffix", name=path.name, known=known)
+    raise keyed(FileFormatError, "err.file.suffix", name=path.name, suffix=last, known=known)
 
 
 def _check_exists(path: Path) -> None:
     if not path.exists():
-        raise FileFormatError(f"{path}: no such file.", hint="Check the path and the file name.")
+        raise keyed(FileFormatError, "err.file.missing", path=path)
     if path.is_dir():
-        raise FileFormatError(f"{path}: this is a folder, not a table file.",
-                              hint="Give the path of one CSV, Excel or Parquet file.")
+        raise keyed(FileFormatError, "err.file.folder", path=path)
 
 
 def _detect_encoding(head: bytes) -> str:
@@ -157,13 +156,10 @@ def _refuse_binary(name: str, head: bytes, encoding: str) -> None:
     if encoding == "utf-16" or b"\x00" not in head[:8192]:
         return
     if head.startswith(b"PK\x03\x04"):
-        raise FileFormatError(f"{name}: this is a zip or Excel file, not a CSV text file.",
-                              hint="If it is an Excel workbook, name it .xlsx.")
+        raise keyed(FileFormatError, "err.file.zip", name=name)
     if head.startswith(b"PAR1"):
-        raise FileFormatError(f"{name}: this is a Parquet file, not a CSV text file.",
-                              hint="Name it .parquet.")
-    raise FileFormatError(f"{name}: the file holds binary data, not a text table.",
-                          hint="Export the table from its program as CSV, Excel or Parquet.")
+        raise keyed(FileFormatError, "err.file.parquet_as_csv", name=name)
+    raise keyed(FileFormatError, "err.file.binary", name=name)
 
 
 def _decode(name: str, data: bytes, encoding: str) -> tuple[str, str]:
@@ -172,8 +168,8 @@ def _decode(name: str, data: bytes, encoding: str) -> tuple[str, str]:
         try:
             return data.decode(encoding), encoding
         except UnicodeDecodeError as exc:
-            raise FileFormatError(f"{name}: the text is not valid {encoding} (byte {exc.start}).",
-                                  hint="Save the file again as UTF-8.") from None
+            raise keyed(FileFormatError, "err.file.encoding", name=name, encoding=encoding,
+                        byte=exc.start) from None
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -245,8 +241,7 @@ def _sniff(sample: str, complete: bool) -> tuple[str, str]:
 def _header(name: str, text: str, delimiter: str) -> list[str]:
     rows = _records(text, delimiter, 1)
     if not rows:
-        raise FileFormatError(f"{name}: the file is empty.",
-                              hint="Export the table again, with a header line and data rows.")
+        raise keyed(FileFormatError, "err.file.empty", name=name)
     return [h.lstrip("\ufeff") for h in rows[0]]
 
 
@@ -259,8 +254,7 @@ def _check_names(name: str, headers: list[str]) -> list[str]:
     dups = {h: pos for h, pos in seen.items() if len(pos) > 1}
     if dups:
         shown = "; ".join(f"{h!r} (columns {', '.join(map(str, pos))})" for h, pos in dups.items())
-        raise FileFormatError(f"{name}: these column names appear more than once: {shown}.",
-                              hint="Rename the columns so that every name is different.")
+        raise keyed(FileFormatError, "err.file.duplicated", name=name, shown=shown)
     return fixed
 
 
@@ -325,14 +319,12 @@ def read_table(path: str | os.PathLike[str]) -> ReadResult:
 
 def _read_csv_bytes(name: str, raw: bytes) -> tuple[pd.DataFrame, TableFormat]:
     if not raw.strip():
-        raise FileFormatError(f"{name}: the file is empty.",
-                              hint="Export the table again, with a header line and data rows.")
+        raise keyed(FileFormatError, "err.file.empty", name=name)
     encoding = _detect_encoding(raw[:4])
     _refuse_binary(name, raw, encoding)
     text, encoding = _decode(name, raw, encoding)
     if not text.strip("\ufeff \r\n\t"):
-        raise FileFormatError(f"{name}: the file is empty.",
-                              hint="Export the table again, with a header line and data rows.")
+        raise keyed(FileFormatError, "err.file.empty", name=name)
     delimiter, decimal = _sniff(text[:_SAMPLE_BYTES], complete=len(text) <= _SAMPLE_BYTES)
     headers = _header(name, text, delimiter)
     names = _check_names(name, headers)
@@ -346,12 +338,10 @@ def _read_csv_bytes(name: str, raw: bytes) -> tuple[pd.DataFrame, TableFormat]:
     except pa.ArrowInvalid as exc:
         if "Expected" in str(exc) and "columns" in str(exc):
             raise _ragged_line(name, io.StringIO(text), delimiter, len(names)) from None
-        raise FileFormatError(f"{name}: cannot read the file as a table ({exc}).",
-                              hint="Open it in a spreadsheet and save it again as CSV.") from None
+        raise keyed(FileFormatError, "err.file.unreadable", name=name, problem=exc) from None
     table = _drop_trailing_blank(table, headers)
     if table.num_rows == 0:
-        raise FileFormatError(f"{name}: the file has a header but no data rows.",
-                              hint="Export the table again, with its data rows.")
+        raise keyed(FileFormatError, "err.file.no_rows", name=name)
     frame = _arrow_to_frame(table, decimal)
     return frame, TableFormat("csv", delimiter, decimal, encoding)
 
@@ -416,8 +406,7 @@ def _read_excel(path: Path) -> pd.DataFrame:
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise FileFormatError(f"{path.name}: this is not an Excel workbook ({exc}).",
-                              hint="Open it in Excel and save it again as .xlsx.") from None
+        raise keyed(FileFormatError, "err.file.not_excel", name=path.name, problem=exc) from None
     try:
         sheet = book.worksheets[0]
         rows = [list(r) for r in sheet.iter_rows(values_only=True)
@@ -425,8 +414,7 @@ def _read_excel(path: Path) -> pd.DataFrame:
     finally:
         book.close()
     if not rows:
-        raise FileFormatError(f"{path.name}: the first sheet is empty.",
-                              hint="Put the table on the first sheet, header in the first row.")
+        raise keyed(FileFormatError, "err.file.sheet_empty", name=path.name)
     width = max(len(r) for r in rows)
     # Trailing columns with neither a header nor any value are Excel's formatting, not data.
     while width > 0 and all(len(r) < width or r[width - 1] is None for r in rows):
@@ -435,8 +423,7 @@ def _read_excel(path: Path) -> pd.DataFrame:
     names = _check_names(path.name, headers)
     data = [(r + [None] * width)[:width] for r in rows[1:]]
     if not data:
-        raise FileFormatError(f"{path.name}: the first sheet has a header but no data rows.",
-                              hint="Put the data rows under the header on the first sheet.")
+        raise keyed(FileFormatError, "err.file.sheet_no_rows", name=path.name)
     return pd.DataFrame({n: _excel_column([r[i] for r in data]) for i, n in enumerate(names)})
 
 
@@ -457,15 +444,13 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise FileFormatError(f"{path.name}: this is not a readable Parquet file ({exc}).",
-                              hint="Write the file again, or send it as CSV.") from None
+        raise keyed(FileFormatError, "err.file.not_parquet", name=path.name, problem=exc) from None
     _check_names(path.name, table.column_names)
     if table.num_columns == 0:
         raise FileFormatError(f"{path.name}: the Parquet file has no columns.",
                               hint="Write the file again with its columns.")
     if table.num_rows == 0:
-        raise FileFormatError(f"{path.name}: the Parquet file has columns but no rows.",
-                              hint="Write the file again with its data rows.")
+        raise keyed(FileFormatError, "err.file.parquet_no_rows", name=path.name)
     return table.to_pandas()
 
 
@@ -526,12 +511,10 @@ def _parquet_chunks(path: Path, rows: int) -> Iterator[Chunk]:
     try:
         reader = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise FileFormatError(f"{path.name}: this is not a readable Parquet file ({exc}).",
-                              hint="Write the file again, or send it as CSV.") from None
+        raise keyed(FileFormatError, "err.file.not_parquet", name=path.name, problem=exc) from None
     _check_names(path.name, reader.schema_arrow.names)
     if reader.metadata.num_rows == 0:
-        raise FileFormatError(f"{path.name}: the Parquet file has columns but no rows.",
-                              hint="Write the file again with its data rows.")
+        raise keyed(FileFormatError, "err.file.parquet_no_rows", name=path.name)
 
     def generate() -> Iterator[Chunk]:
         offset = 0
@@ -574,8 +557,7 @@ def _csv_chunks(path: Path, rows: int, compressed: bool) -> tuple[TableFormat, I
         head = fh.read(_SAMPLE_BYTES)
         more = bool(fh.read(1))
     if not head.strip():
-        raise FileFormatError(f"{name}: the file is empty.",
-                              hint="Export the table again, with a header line and data rows.")
+        raise keyed(FileFormatError, "err.file.empty", name=name)
     encoding = _detect_encoding(head[:4])
     _refuse_binary(name, head, encoding)
     encoding = _stream_encoding(path, compressed, encoding)
@@ -604,8 +586,7 @@ def _csv_chunks(path: Path, rows: int, compressed: bool) -> tuple[TableFormat, I
         raise
     if first is None:
         stream.close()
-        raise FileFormatError(f"{name}: the file has a header but no data rows.",
-                              hint="Export the table again, with its data rows.")
+        raise keyed(FileFormatError, "err.file.no_rows", name=name)
     return fmt, _rebatch(first, reader, stream, rows, numeric, decimal, path, compressed, fmt,
                          len(names))
 

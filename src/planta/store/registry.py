@@ -46,7 +46,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from ulid import ULID
 
 from planta.core.lifecycle import Action, Role, State, check_move
-from planta.errors import AccessError, InputError, NotFoundError, StateError
+from planta.errors import AccessError, InputError, NotFoundError, StateError, keyed, phrase
 from planta.store.audit import AuditLog
 from planta.store.metadata import (
     Store,
@@ -270,9 +270,8 @@ class Registry:
             if row is None:
                 known = _span(conn.execute(select(dataset_versions.c.version).where(
                     dataset_versions.c.usecase == usecase)).scalars().all())
-                raise NotFoundError(f"Use case {usecase!r} has no dataset version {version} "
-                                    f"({known}).",
-                                    hint=f"List them with `planta datasets {usecase}`.")
+                raise keyed(NotFoundError, "err.no_dataset_version", usecase=usecase,
+                            version=version, known=known)
         return _dataset(row)
 
     def latest_dataset_version(self, usecase: str) -> DatasetVersion | None:
@@ -395,8 +394,7 @@ class Registry:
         with self.store.read() as conn:
             version = _aliases(conn, usecase).get(name)
             if version is None:
-                raise NotFoundError(f"No model version of {usecase!r} is {name} yet.",
-                                    hint=_alias_hint(usecase, name))
+                raise keyed(NotFoundError, _alias_key(name), usecase=usecase, alias=name)
             return self._model(conn, usecase, version)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -661,22 +659,19 @@ def _subject(usecase: str, version: int) -> str:
     return f"usecase/{usecase}/model/{version}"
 
 
-def _span(versions: Sequence[int]) -> str:
+def _span(versions: Sequence[int]) -> dict[str, Any]:
     if not versions:
-        return "it has none yet"
+        return phrase("err.versions.none")
     low, high = min(versions), max(versions)
-    return f"it has version {low}" if low == high else f"it has versions {low} to {high}"
+    return phrase("err.versions.one", low=low) if low == high else phrase(
+        "err.versions.span", low=low, high=high)
 
 
-def _alias_hint(usecase: str, alias: str) -> str:
-    if alias == "production":
-        return f"Promote a version with `planta promote {usecase} <version> --reason '...'`."
-    if alias == "candidate":
-        return f"Train one with `planta train {usecase}`."
-    if alias in ("canary", "shadow"):
-        return (f"Put a candidate on {alias} with `planta {alias} {usecase} <version> "
-                "--reason '...'`.")
-    return "It is set when a version replaces another in production."
+def _alias_key(alias: str) -> str:
+    """The catalogue's message (and hint) for "no version is ``alias`` yet"."""
+    if alias in ("production", "candidate"):
+        return f"err.no_{alias}"
+    return "err.no_trial" if alias in ("canary", "shadow") else "err.no_previous"
 
 
 def _next_version(conn: Connection, usecase: str) -> int:
@@ -690,8 +685,8 @@ def _model_row(conn: Connection, usecase: str, version: int) -> Any:
     if row is None:
         known = _span(conn.execute(select(model_versions.c.version).where(
             model_versions.c.usecase == usecase)).scalars().all())
-        raise NotFoundError(f"Use case {usecase!r} has no model version {version} ({known}).",
-                            hint=f"List them with `planta models {usecase}`.")
+        raise keyed(NotFoundError, "err.no_model_version", usecase=usecase, version=version,
+                    known=known)
     return row
 
 

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from planta.errors import PlantaError
+from planta.errors import PlantaError, error_said
 from planta.server.errors import status_of
 from planta.server.guard import require
 from planta.ui import actions, approvals, uploads, whatif, wizard
@@ -40,8 +40,8 @@ async def _answer(view: View, work: Callable[[], Awaitable[Response]]) -> Respon
         return await work()
     except PlantaError as exc:
         status = status_of(exc)
-        return view.render("error.html", {"message": exc.message, "hint": exc.hint,
-                                          "status": status}, status=status)
+        return view.render("error.html", error_said(exc, view.t) | {"status": status},
+                           status=status)
     except Exception as exc:  # the UI is an entry point: one line for the user, the log keeps why
         request_id = view.request.scope["state"].get("request_id")
         log.error("UI request %s %s failed: %s", view.request.method, view.request.url.path,

@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
 from planta.core.lifecycle import Role
-from planta.errors import FileFormatError, InputError, NotFoundError, PlantaError
+from planta.errors import FileFormatError, InputError, NotFoundError, PlantaError, relabel
 from planta.server.errors import status_of
 from planta.server.guard import require
 from planta.store.ids import is_id
@@ -207,7 +207,7 @@ def read_feedback(view: View, name: str, label: str, data: bytes,
         try:
             frame = read_table(path).frame
         except FileFormatError as exc:
-            raise FileFormatError(exc.message.replace(path.name, label), hint=exc.hint) from None
+            raise relabel(exc, path.name, label) from None
     columns = [str(c) for c in frame.columns]
     shown = ", ".join(columns)[:500]
 

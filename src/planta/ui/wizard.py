@@ -55,7 +55,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from planta.core.lifecycle import Role
-from planta.errors import ConfigError, FileFormatError, InputError, NotFoundError, PlantaError
+from planta.errors import (
+    ConfigError,
+    FileFormatError,
+    InputError,
+    NotFoundError,
+    PlantaError,
+    error_said,
+    relabel,
+)
+from planta.i18n import said_lines, say
 from planta.server.errors import status_of
 from planta.server.guard import require
 from planta.ui.training import ID_PATTERN, ActingWorkspace, Trainings
@@ -368,9 +377,11 @@ def data(view: View, name: str) -> dict[str, Any]:
     if dv is not None:
         report = dv.report
         out.update(share=f"{(dv.n_rejected / dv.n_rows if dv.n_rows else 0.0):.1%}",
-                   findings=list(report.get("findings") or ()),
-                   exclusions=list(report.get("exclusions") or ()),
-                   notes=list(report.get("notes") or ()))
+                   findings=said_lines(report, "findings", view.t),
+                   exclusions=[e | {"evidence": say(e["evidence_said"], view.t)}
+                               if e.get("evidence_said") else e
+                               for e in report.get("exclusions") or ()],
+                   notes=said_lines(report, "notes", view.t))
     return out
 
 
@@ -416,14 +427,14 @@ async def upload(view: View) -> Response:
         try:
             seen = await run_in_threadpool(inspect_file, path)
         except FileFormatError as exc:  # the reader names the stored file: name the upload
-            raise FileFormatError(exc.message.replace(path.name, label), hint=exc.hint) from None
+            raise relabel(exc, path.name, label) from None
         draft_id = secrets.token_urlsafe(12)
         drafts.add(Draft(id=draft_id, folder=folder, path=path, label=label,
                          owner=principal.name, **seen))
         folder = None
     except PlantaError as exc:
         return view.render("wizard_start.html", start(view) | {
-            "error": {"message": exc.message, "hint": exc.hint}}, status=status_of(exc))
+            "error": error_said(exc, view.t)}, status=status_of(exc))
     finally:
         await form.close()
         if folder is not None:
