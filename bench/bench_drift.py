@@ -26,6 +26,11 @@ the monitoring report over a year-sized prediction log.
    cold (no cache) and warm (closed hours from the cache). Results: bench/out/drift_log.jsonl.
    ``--project bench/out/ui_project`` reuses a project whose log is already filled (its
    monitoring cache is deleted before each cold run); ``--windows 365d`` times one span.
+   ``--keep-cache`` (with ``--project bench/out/perf_project_logged``, whose log
+   ``bench_performance.py --through-log`` wrote through PredictionLog with the monitoring
+   rollup observing it) first times the report on the cache as the writer left it ("first":
+   the first report after ``planta serve`` logged a year), then deletes it and times the
+   cold read and the warm one as before. The window ends at the project's ``end.txt``.
 """
 
 from __future__ import annotations
@@ -106,7 +111,7 @@ def _fill_log(ws: Any, rows: int, now: datetime) -> float:
 
 
 def bench_log(rows: int, reps: int, budget_s: float, project: Path | None = None,
-              windows: list[str] | None = None) -> list[dict[str, Any]]:
+              windows: list[str] | None = None, keep: bool = False) -> list[dict[str, Any]]:
     from planta.services import monitor as mon
     from planta.services.workspace import Workspace
 
@@ -119,37 +124,95 @@ def bench_log(rows: int, reps: int, budget_s: float, project: Path | None = None
     else:  # a project whose log is already filled (bench_ui.py's): its cache is cleared
         root = project
         ws = Workspace.open(root)
+        if (root / "end.txt").is_file():
+            now = datetime.fromisoformat((root / "end.txt").read_text())
     out = []
     cache = root / ".planta" / "cache" / "monitor"
     spans = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30),
              "365d": timedelta(days=365)}
-    for label, span in ((k, spans[k]) for k in windows or spans):
+
+    def measure(label: str, span: timedelta, state: str, rep: int) -> None:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        t, cpu = time.perf_counter(), time.process_time()
+        result = mon.monitor(ws, "failure", since=now - span, until=now, now=now)
+        seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        line = {"bench": "drift_log", "log_rows": rows, "window": label,
+                "state": state, "rep": rep + 1, "window_rows": result.report.rows,
+                "seconds": round(seconds, 4), "cpu_s": round(cpu, 4),
+                "load": round(os.getloadavg()[0], 1), "peak_rss_mb": round(after),
+                "rss_rise_mb": round(after - before, 1),
+                "drifted": [f.name for f in result.report.drifted]}
+        out.append(line)
+        print(json.dumps(line), flush=True)
+
+    chosen = [(k, spans[k]) for k in windows or spans]
+    if keep:  # before anything deletes the cache the log's writer left
+        for label, span in chosen:
+            mon._BASELINES.clear()
+            measure(label, span, "first", 0)
+    for label, span in chosen:
         for rep in range(reps):
             shutil.rmtree(cache, ignore_errors=True)
             mon._BASELINES.clear()
             for state in ("cold", "warm"):
-                before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-                t, cpu = time.perf_counter(), time.process_time()
-                result = mon.monitor(ws, "failure", since=now - span, until=now, now=now)
-                seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
-                after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-                line = {"bench": "drift_log", "log_rows": rows, "window": label,
-                        "state": state, "rep": rep + 1, "window_rows": result.report.rows,
-                        "seconds": round(seconds, 4), "cpu_s": round(cpu, 4),
-                        "load": round(os.getloadavg()[0], 1), "peak_rss_mb": round(after),
-                        "rss_rise_mb": round(after - before, 1),
-                        "drifted": [f.name for f in result.report.drifted]}
-                out.append(line)
-                print(json.dumps(line), flush=True)
+                measure(label, span, state, rep)
     ws.close()
     if project is None:
         shutil.rmtree(root.parent, ignore_errors=True)
     return out
 
 
+def bench_rollup(project: Path, entries_n: int) -> dict[str, Any]:
+    """CPU per entry of the monitoring rollup's counting (``Rollup.drain``), what the server
+    spends beside each logged prediction, in groups of 1,000 (a busy server's drains) and all
+    at once. The entries are AI4I rows with the production model's answers (not written)."""
+    import orjson
+
+    from planta.services.demo import demo_data
+    from planta.services.monitor_rollup import Rollup
+    from planta.services.predict import Scorer
+    from planta.services.versions import load_bundle
+    from planta.services.workspace import Workspace
+    from planta.store.predictions import LogEntry
+
+    ws = Workspace.open(project)
+    scorer = Scorer.from_bundle(load_bundle(ws, "failure"))
+    records = [{f.name: row[f.label] for f in scorer.contract.inputs}
+               for row in pd.read_csv(demo_data()).to_dict("records")]
+    answers = scorer.predict(records, range_policy="flag")
+    t0 = datetime(2030, 1, 1, tzinfo=UTC)
+    k = len(records)
+    entries = [LogEntry(
+        first_id=i, n=1, at=t0 + timedelta(seconds=i / 2), usecase="failure",
+        version=scorer.version, route="production", channel="sync", caller="bench",
+        inputs_json=orjson.dumps([records[i % k]]),
+        outputs_json=orjson.dumps({"prediction": [answers.prediction[i % k]],
+                                   "probability": [answers.probability[i % k]],  # type: ignore
+                                   "score": None})) for i in range(entries_n)]
+    out: dict[str, Any] = {"bench": "rollup_drain", "entries": entries_n,
+                           "load": round(os.getloadavg()[0], 1)}
+    for size in (1000, entries_n):
+        rollup = Rollup(ws, background=False)
+        rollup.observe(entries[:1])  # the production model is looked up once, here
+        rollup.drain()
+        cpu = time.process_time()
+        for lo in range(0, entries_n, size):
+            rollup.observe(entries[lo:lo + size])
+            rollup.drain()
+        out[f"cpu_us_per_entry_groups_of_{size}"] = round(
+            (time.process_time() - cpu) / entries_n * 1e6, 1)
+    ws.close()
+    print(json.dumps(out), flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="mode", required=True)
+    roll = sub.add_parser("rollup", help="CPU per entry of the monitoring rollup's counting")
+    roll.add_argument("--project", type=Path, default=OUT / "perf_project_logged")
+    roll.add_argument("--entries", type=int, default=100_000)
     log = sub.add_parser("log", help="monitoring report over a year-sized prediction log")
     log.add_argument("--rows", type=int, default=1_000_000)
     log.add_argument("--reps", type=int, default=2)
@@ -157,9 +220,14 @@ def main() -> None:
     log.add_argument("--project", type=Path, default=None,
                      help="a project whose log is already filled (e.g. bench/out/ui_project)")
     log.add_argument("--windows", default="24h,7d,30d,365d")
+    log.add_argument("--keep-cache", action="store_true",
+                     help="time the first report on the cache the log's writer left, first")
     a = ap.parse_args()
     OUT.mkdir(exist_ok=True)
-    lines = bench_log(a.rows, a.reps, a.budget, a.project, a.windows.split(","))
+    if a.mode == "rollup":
+        bench_rollup(a.project, a.entries)
+        return
+    lines = bench_log(a.rows, a.reps, a.budget, a.project, a.windows.split(","), a.keep_cache)
     with (OUT / "drift_log.jsonl").open("a", encoding="utf-8") as fh:
         for line in lines:
             fh.write(json.dumps(line | {"date": f"{datetime.now(UTC):%Y-%m-%d}"}) + "\n")

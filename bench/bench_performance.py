@@ -16,6 +16,18 @@ whole year in daily windows is timed:
     python bench/bench_performance.py [--rows 1000000] [--labelled 0.1] [--reps 3]
 
 The filled project is kept in bench/out/perf_project (delete it to rebuild).
+
+``--through-log`` builds bench/out/perf_project_logged instead: the year ends at the hour of
+the build, its inputs are AI4I rows resampled with the model's own answers (a label drawn from
+each answer's probability), and every prediction is written the way ``planta serve`` writes
+it: a LogEntry through ``PredictionLog`` with the monitoring rollup observing the commits
+(``planta.services.monitor_rollup``), which counts them into .planta/cache/monitor/ and
+.planta/cache/scores/ as they are written. "cold" then means: nothing remembered by the
+performance service and no performance cache file, but the rollup's files as the writer left
+them (what the first page after ``planta serve`` wrote a year sees). The fill prints its
+writer and rollup seconds. ``bench_drift.py log --project bench/out/perf_project_logged
+--keep-cache`` times the drift report on the same project. ``--split`` only times the cold call
+with the labels and with the feedback hidden (the estimated series alone), twice each.
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ import statistics
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -40,15 +53,13 @@ START = datetime(2025, 1, 1, tzinfo=UTC)
 DAYS = 365
 
 
-def build(root: Path, rows: int, labelled: float) -> None:
+def _project(root: Path) -> tuple[Any, Any]:
     from planta.core.spec import UseCase
     from planta.project import Project
     from planta.services.demo import demo_data
     from planta.services.ingest import ingest
     from planta.services.versions import train_version
     from planta.services.workspace import Workspace
-    from planta.store.ids import encode
-    from planta.store.metadata import feedback, predictions
 
     if root.exists():
         shutil.rmtree(root)
@@ -62,6 +73,68 @@ def build(root: Path, rows: int, labelled: float) -> None:
     trained = train_version(ws, "failure", budget_s=3.0)
     ws.registry.move("failure", trained.version, "production", action="promote", actor="bench",
                      role="admin", reason="bench", exception=trained.state == "rejected")
+    return ws, trained
+
+
+def build_through_log(root: Path, rows: int, labelled: float, end: datetime) -> None:
+    """A year up to ``end`` written through PredictionLog with the rollup observing it."""
+    from planta.services.demo import demo_data
+    from planta.services.monitor_rollup import Rollup
+    from planta.services.predict import Scorer
+    from planta.services.versions import load_bundle
+    from planta.store.ids import encode, reserve
+    from planta.store.metadata import feedback
+    from planta.store.predictions import LogEntry, PredictionLog
+
+    ws, trained = _project(root)
+    scorer = Scorer.from_bundle(load_bundle(ws, "failure"))
+    raw = pd.read_csv(demo_data())
+    records = [{f.name: row[f.label] for f in scorer.contract.inputs}
+               for row in raw.to_dict("records")]
+    answers = scorer.predict(records, range_policy="flag")
+    prob = np.asarray(answers.probability, dtype=float)
+    inputs = [orjson.dumps([r]) for r in records]
+    outputs = [orjson.dumps({"prediction": [answers.prediction[i]],
+                             "probability": [answers.probability[i]],  # type: ignore[index]
+                             "score": None}) for i in range(len(records))]
+    rng = np.random.default_rng(0)
+    start = end - timedelta(days=DAYS)
+    seconds = np.sort(rng.uniform(0, DAYS * 86400, rows))
+    pick = rng.integers(0, len(records), rows)
+    truth = rng.random(rows) < prob[pick]
+    has_label = rng.random(rows) < labelled
+    rollup = Rollup(ws)
+    first = reserve(rows)
+    t0 = time.perf_counter()
+    block = 5_000
+    with PredictionLog(ws.store, observers=[rollup.observe], max_wait_ms=0) as log:
+        for lo in range(0, rows, block):
+            futures = [log.submit(LogEntry(
+                first_id=first + i, n=1, at=start + timedelta(seconds=float(seconds[i])),
+                usecase="failure", version=trained.version, route="production",
+                channel="sync", caller="line-4", latency_ms=1.2, inputs_json=inputs[pick[i]],
+                outputs_json=outputs[pick[i]])) for i in range(lo, min(rows, lo + block))]
+            futures[-1].result()  # keep the queue under the log's max_depth
+    written = time.perf_counter() - t0
+    rollup.close()
+    print(f"written through PredictionLog in {written:.1f} s; the rollup finished "
+          f"{time.perf_counter() - t0 - written:.1f} s later (dropped {rollup.dropped})")
+    labels = [{"usecase": "failure", "prediction_id": encode(first + i),
+               "value": int(truth[i]), "entity": None, "event_time": None, "source": "bench",
+               "actor": "bench", "received_at": start + timedelta(seconds=float(seconds[i]) +
+                                                                  3 * 86400)}
+              for i in np.flatnonzero(has_label).tolist()]
+    with ws.store.engine.begin() as conn:
+        for lo in range(0, len(labels), 50_000):
+            conn.execute(insert(feedback), labels[lo:lo + 50_000])
+    ws.close()
+
+
+def build(root: Path, rows: int, labelled: float) -> None:
+    from planta.store.ids import encode
+    from planta.store.metadata import feedback, predictions
+
+    ws, trained = _project(root)
     threshold = float(trained.outcome.threshold)
     rng = np.random.default_rng(0)
     seconds = np.sort(rng.uniform(0, DAYS * 86400, rows))
@@ -114,26 +187,54 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--labelled", type=float, default=0.1)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--through-log", action="store_true",
+                        help="write the year through PredictionLog and the monitoring rollup")
+    parser.add_argument("--split", action="store_true",
+                        help="only time the cold call with the labels and with the feedback "
+                             "hidden (the estimated series alone), twice each")
     args = parser.parse_args()
     from planta.services import performance as perf
     from planta.services.workspace import Workspace
     from planta.store.ids import reserve
     from planta.store.predictions import LogEntry, PredictionLog
 
-    root = OUT / "perf_project"
+    root = OUT / ("perf_project_logged" if args.through_log else "perf_project")
     marker = root / f"filled-{args.rows}-{args.labelled}"
     if not marker.exists():
         t0 = time.perf_counter()
-        build(root, args.rows, args.labelled)
+        if args.through_log:
+            end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+            build_through_log(root, args.rows, args.labelled, end)
+            (root / "end.txt").write_text(end.isoformat())
+        else:
+            build(root, args.rows, args.labelled)
         marker.touch()
         print(f"filled {args.rows:,} predictions in {time.perf_counter() - t0:.0f} s")
     ws = Workspace.open(root)
-    now = START + timedelta(days=DAYS)
+    now = (datetime.fromisoformat((root / "end.txt").read_text()) if args.through_log
+           else START + timedelta(days=DAYS))
+    since = now - timedelta(days=DAYS)
 
     def call(**kw: object) -> perf.PerformanceSeries:
-        return perf.performance_over_time(ws, "failure", since=START, until=now,
+        return perf.performance_over_time(ws, "failure", since=since, until=now,
                                           window=timedelta(days=1), now=now, **kw)
 
+    if args.split:
+        from planta.services import performance_log
+
+        call()  # imports and the bundle, once
+        real = performance_log.feedback_state
+        for rep in range(4):
+            hidden = rep % 2 == 1
+            performance_log.feedback_state = (  # type: ignore[assignment]
+                (lambda _ws, _uc: (0, None)) if hidden else real)
+            perf.clear_memory(ws)
+            seconds, _ = timed(call, "hidden" if hidden else "labels")
+            print(json.dumps({"labels": not hidden, "seconds": round(seconds, 3),
+                              "cpu_s": round(CPU["hidden" if hidden else "labels"][-1], 3),
+                              "load": round(os.getloadavg()[0], 1)}))
+        performance_log.feedback_state = real
+        return
     results: dict[str, list[float]] = {"cold": [], "warm": [], "disk": [], "one_new": [],
                                        "python": []}
     load = os.getloadavg()[0]
@@ -159,6 +260,7 @@ def main() -> None:
     labelled = sum(w.n_labelled for w in series.windows)
     summary = {k: round(statistics.median(v), 3) for k, v in results.items()}
     record = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "rows": n,
+              "through_log": args.through_log,
               "labelled": labelled, "windows": len(series.windows), "load_before": load,
               "median_s": summary,
               "median_cpu_s": {k: round(statistics.median(v), 3) for k, v in CPU.items()},

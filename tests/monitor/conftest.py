@@ -75,3 +75,19 @@ def make_project() -> Callable[..., Path]:
     """``make_project(root, rules=, extra=, usecase=, store_url=)``: a project folder with one
     binary use case ``failure`` (objective recall>=0.80); returns its root."""
     return _make_project
+
+
+@pytest.fixture
+def log_scans(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every span the monitoring reader reads from the prediction log, as (start, end)."""
+    from planta.services import monitor_log
+
+    scans: list[Any] = []
+    real = monitor_log._scan_spans
+
+    def counting(store: Any, baseline: Any, spans: list[Any]) -> Any:
+        scans.extend(spans)
+        return real(store, baseline, spans)
+
+    monkeypatch.setattr(monitor_log, "_scan_spans", counting)
+    return scans

@@ -23,7 +23,6 @@ from planta.core.spec import UseCase
 from planta.errors import InputError
 from planta.project import Project
 from planta.services import monitor as mon
-from planta.services import monitor_log
 from planta.services.demo import demo_data
 from planta.services.ingest import ingest
 from planta.services.predict import Scorer
@@ -142,20 +141,13 @@ def test_the_shifted_afternoon_flags_the_shifted_features(plant: tuple[Workspace
 
 
 def test_closed_hours_come_from_the_cache_until_the_log_changes(
-        plant: tuple[Workspace, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+        plant: tuple[Workspace, Path], log_scans: list[Any]) -> None:
     ws, root = plant
     window = _window((2, 6))
     first = mon.monitor(ws, "failure", **window).to_dict()
     cached = list((root / ".planta" / "cache" / "monitor" / "failure").rglob("*.json"))
     assert len(cached) >= 4
-    scans: list[tuple[datetime, datetime]] = []
-    real_scan = monitor_log._scan_spans
-
-    def counting(store: Any, baseline: Any, spans: list[tuple[datetime, datetime]]) -> Any:
-        scans.extend(spans)
-        return real_scan(store, baseline, spans)
-
-    monkeypatch.setattr(monitor_log, "_scan_spans", counting)
+    scans = log_scans
     again = mon.monitor(ws, "failure", **window).to_dict()
     assert again["features"] == first["features"]
     assert scans == []  # four whole, settled hours: nothing read from the log
@@ -170,11 +162,16 @@ def test_closed_hours_come_from_the_cache_until_the_log_changes(
     late = mon.monitor(ws, "failure", **window).to_dict()
     assert late["rows"] == first["rows"] + 1
     assert scans == [(DAY0 + timedelta(hours=3), DAY0 + timedelta(hours=4))]  # that hour only
-    # A whole settled day is read from the log in one pass, then as one file.
+    # A whole settled day is made of its four cached hours and the other twenty read from
+    # the log, then kept as one file.
     scans.clear()
+    present = {p.stem for p in (root / ".planta" / "cache" / "monitor" / "failure").rglob(
+        "20260302T*.json")}
+    assert {"20260302T02", "20260302T03", "20260302T04", "20260302T05"} <= present
     day = mon.monitor(ws, "failure", **_window((0, 24))).to_dict()
     assert day["rows"] == 24 * PER_HOUR + 1
-    assert scans == [(DAY0, DAY0 + timedelta(hours=24))]
+    assert scans == [(DAY0 + timedelta(hours=h), DAY0 + timedelta(hours=h + 1))
+                     for h in range(24) if f"20260302T{h:02d}" not in present]
     assert any((root / ".planta" / "cache" / "monitor" / "failure").rglob("20260302.json"))
     scans.clear()
     assert mon.monitor(ws, "failure", **_window((0, 24))).to_dict()["features"] == \

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from trained_plants import trained_plant
 from typer.testing import CliRunner
 
 from planta.cli.app import app
@@ -50,18 +51,7 @@ def plant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspace,
 
 
 def _make_plant(root: Path, env: dict[str, str] | None = None) -> tuple[Workspace, dict]:
-    Project.init(root, name="plant")
-    project = Project.open(root, env=env)
-    project.add_usecase(UseCase.from_dict("failure", {
-        "task": "binary", "target": "Machine failure", "objective": "recall>=0.5"}))
-    ws = Workspace.from_project(project)
-    raw = pd.read_csv(demo_data())
-    raw.iloc[:2000].to_csv(root / "history.csv", index=False)
-    ingest(ws, "failure", root / "history.csv")
-    trained = train_version(ws, "failure", budget_s=2.0)
-    ws.registry.move("failure", trained.version, "production", action="promote", actor="ana",
-                     role="admin", reason="test", exception=trained.state == "rejected")
-    scorer = Scorer.from_bundle(load_bundle(ws, "failure"), version=trained.version)
+    ws, scorer, raw = trained_plant(root, env)
     later = raw.iloc[2000:2000 + DAYS * PER_DAY].reset_index(drop=True)
     truth = later["Machine failure"].to_numpy()
     records = [{f.name: row[f.label] if f.label in row else row.get(f.name)

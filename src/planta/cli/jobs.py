@@ -67,6 +67,9 @@ def worker(once: bool = typer.Option(False, "--once", help="Handle at most one j
 
     # Every job's predictions go to the prediction log, as the server's do.
     log = PredictionLog(ws.store, durability=ws.project.settings.log_durability)
+    from planta.services.monitor_rollup import attach
+
+    rollup = attach(ws, log)  # the monitoring caches, counted as the jobs' rows are written
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         runner = Worker(ws, lease_s=lease, poll_s=poll, log=log, say=say, on_job=report)
@@ -90,6 +93,7 @@ def worker(once: bool = typer.Option(False, "--once", help="Handle at most one j
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log.close()
+        rollup.close()
         ws.close()
 
 

@@ -106,9 +106,18 @@ class Runtime:
     feedback: Any = None       # planta.store.feedback.FeedbackStore
     jobs: Any = None           # planta.store.jobs.JobQueue
     tokens: Any = None         # planta.store.tokens.TokenStore
+    rollup: Any = None         # planta.services.monitor_rollup.Rollup, set from ``log``
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
     _log_turn: list[tuple[Any, asyncio.Future[Any]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Count each commit into the monitoring caches as it is written, so no page or report
+        # has to parse a year of log (planta.services.monitor_rollup).
+        if self.log is not None and self.rollup is None and hasattr(self.log, "add_observer"):
+            from planta.services.monitor_rollup import attach
+
+            self.rollup = attach(self.ws, self.log)
 
     async def predict(self, usecase: str, records: Sequence[Mapping[str, Any]], *,
                       principal: Principal | None, channel: str, explain: bool = False,

@@ -259,6 +259,13 @@ def _aligned(t: datetime, level: str) -> bool:
     return t == t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
+def span_file(start: datetime, level: str) -> str:
+    """A cached span's file name: 202603.json, 20260302.json or 20260302T14.json."""
+    name = {"month": f"{start:%Y%m}", "day": f"{start:%Y%m%d}",
+            "hour": f"{start:%Y%m%dT%H}"}[level]
+    return f"{name}.json"
+
+
 class WindowCache:
     """Counts of closed hours, days and months of the log: one small JSON file each, keyed by
     the bundle's digest, with the number of log rows the counts were made from."""
@@ -269,9 +276,11 @@ class WindowCache:
     def _path(self, baseline: Baseline, start: datetime, level: str) -> Path | None:
         if self.root is None:
             return None
-        name = {"month": f"{start:%Y%m}", "day": f"{start:%Y%m%d}",
-                "hour": f"{start:%Y%m%dT%H}"}[level]
-        return self.root / baseline.usecase / baseline.digest[:24] / f"{name}.json"
+        return self.root / baseline.usecase / baseline.digest[:24] / span_file(start, level)
+
+    def has(self, baseline: Baseline, start: datetime, level: str) -> bool:
+        path = self._path(baseline, start, level)
+        return path is not None and path.is_file()
 
     def get(self, baseline: Baseline, start: datetime, level: str) -> tuple[Window, int] | None:
         """The cached counts and the log rows they came from, or None."""
@@ -335,9 +344,11 @@ def window_from_log(store: Store, baseline: Baseline, since: datetime, until: da
 
     Whole settled months, days and hours come from the cache when it holds them and the log
     still holds as many rows for them (checked on the log's index: one query per contiguous
-    run); a missing month is made of its days (each from the cache when still right); every
-    span still missing is read from the log in one pass per contiguous run and cached (days
-    and hours), and so is each month made up; ragged ends are read from the log every time.
+    run); a missing month is made of its days, and a missing day of its hours when the cache
+    holds some of them (the files ``planta.services.monitor_rollup`` writes as the log is
+    written), each still checked against the log; every span still missing is read from the
+    log in one pass per contiguous run and cached, and so is each day or month made up;
+    ragged ends are read from the log every time.
     """
     now = now or datetime.now(UTC)
     cache = cache or WindowCache(None)
@@ -354,32 +365,57 @@ def window_from_log(store: Store, baseline: Baseline, since: datetime, until: da
         # The log changed under the cache (late sync, retention): keep the spans still right.
         hits = {a: hits[a] for a, b in spans
                 if _count_rows(store, baseline.usecase, a, b) == hits[a][1]}
-    # What the log must be read for: missing spans, and the missing days of missing months.
+    # What the log must be read for: missing spans, the missing days of missing months, and
+    # the missing hours of days made of their hours.
     todo: list[tuple[datetime, datetime, str | None]] = []
-    days: dict[datetime, tuple[Window, int]] = {}  # days of missing months, from the cache
+    days: dict[datetime, tuple[Window, int]] = {}   # from the cache, still right
+    hours: dict[datetime, tuple[Window, int]] = {}
+    made: list[datetime] = []                        # days to be made of their 24 hours
+
+    def want_day(day: datetime) -> None:
+        got = cache.get(baseline, day, "day")
+        if got is not None and got[1] == _count_rows(store, baseline.usecase, day, day + DAY):
+            days[day] = got
+            return
+        found = _cached_hours(store, baseline, cache, day)
+        if found is None:
+            todo.append((day, day + DAY, "day"))
+            return
+        hours.update(found)
+        todo.extend((h, h + HOUR, "hour") for h in _hours(day) if h not in found)
+        made.append(day)
+
     for start, end, level in segments:
         if start in hits:
             continue
-        if level != "month":
+        if level == "day":
+            want_day(start)
+        elif level == "month":
+            day = start
+            while day < end:
+                want_day(day)
+                day += DAY
+        else:
             todo.append((start, end, level))
-            continue
-        day = start
-        while day < end:
-            got = cache.get(baseline, day, "day")
-            if got is not None and got[1] == _count_rows(store, baseline.usecase, day,
-                                                         day + DAY):
-                days[day] = got
-            else:
-                todo.append((day, day + DAY, "day"))
-            day += DAY
+    todo.sort(key=lambda span: span[0])
     scanned = dict(zip((a for a, _, _ in todo),
                        _scan_spans(store, baseline, [(a, b) for a, b, _ in todo]), strict=True))
     for start, _end, level in todo:
         if level is not None:
             cache.put(baseline, start, level, *scanned[start])
+    for day in made:
+        whole, rows = Window(baseline.reference), 0
+        for h in _hours(day):
+            part = hours.get(h) or scanned[h]
+            whole.merge(part[0])
+            rows += part[1]
+        cache.put(baseline, day, "day", whole, rows)
+        days[day] = (whole, rows)
     window = Window(baseline.reference)
     for start, end, level in segments:
-        if level == "month" and start not in hits:
+        if start in hits:
+            window.merge(hits[start][0])
+        elif level == "month":
             month, rows, day = Window(baseline.reference), 0, start
             while day < end:
                 part = days.get(day) or scanned[day]
@@ -388,9 +424,29 @@ def window_from_log(store: Store, baseline: Baseline, since: datetime, until: da
                 day += DAY
             cache.put(baseline, start, level, month, rows)
             window.merge(month)
+        elif level == "day":
+            window.merge((days.get(start) or scanned[start])[0])
         else:
-            window.merge((hits.get(start) or scanned[start])[0])
+            window.merge(scanned[start][0])
     return window
+
+
+def _hours(day: datetime) -> list[datetime]:
+    return [day + HOUR * k for k in range(24)]
+
+
+def _cached_hours(store: Store, baseline: Baseline, cache: WindowCache, day: datetime
+                  ) -> dict[datetime, tuple[Window, int]] | None:
+    """The hours of ``day`` the cache holds and the log still agrees with; None when the cache
+    holds none of them (then the day is read whole: one span, not 24)."""
+    if not any(cache.has(baseline, h, "hour") for h in _hours(day)):
+        return None
+    out = {}
+    for h in _hours(day):
+        got = cache.get(baseline, h, "hour")
+        if got is not None and got[1] == _count_rows(store, baseline.usecase, h, h + HOUR):
+            out[h] = got
+    return out
 
 
 def _count_runs(store: Store, usecase: str, spans: list[tuple[datetime, datetime]]) -> int:
@@ -404,5 +460,5 @@ def _count_runs(store: Store, usecase: str, spans: list[tuple[datetime, datetime
     return sum(_count_rows(store, usecase, start, end) for start, end in runs)
 
 
-__all__ = ["SAMPLE_ROWS", "SETTLE_S", "RowSample", "WindowCache",
+__all__ = ["SAMPLE_ROWS", "SETTLE_S", "RowSample", "WindowCache", "span_file",
            "recent_sample", "window_from_log"]

@@ -18,13 +18,19 @@ window's results are then remembered, in this process and in ``.planta/cache/per
 ``received_at``, the thresholds, a digest of the labels. A later call, in this process or a
 new one, re-reads only windows whose count moved, and re-bootstraps only windows whose labels
 changed. The log is read by performance_log.
+
+A log written through planta (``planta serve``, ``planta worker``) needs even less: as it is
+written, ``planta.services.monitor_rollup`` keeps each closed hour's, day's and month's sums
+(and each closed day's estimate) in ``.planta/cache/scores/``, so a window made of whole
+settled hours reads no log row (when the log's row count and the thresholds still match).
+What is left of a first look is the labels: joined and bootstrapped when read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,7 +53,8 @@ from planta.core.performance import (
 from planta.core.spec import Task, UseCase
 from planta.errors import InputError, NotFoundError
 from planta.services import performance_log as reader
-from planta.services.performance_memory import WindowMemory, forget
+from planta.services.monitor_rollup import kept_estimate, score_cache_for, scores_from_cache
+from planta.services.performance_memory import WindowMemory, estimates_out, forget
 from planta_edge.bundle import read_bundle
 
 if TYPE_CHECKING:
@@ -307,7 +314,8 @@ def performance_over_time(ws: Workspace, usecase: str, *, since: datetime | None
         for w, n in zip(windows, reader.record_counts(ws, usecase, edges), strict=True):
             w.n_predictions = n
     else:
-        summaries = _summaries(ws, memory, usecase, uc.task, model, edges, counts, sql=sql)
+        summaries = _summaries(ws, memory, usecase, uc.task, model, edges, counts, sql=sql,
+                               now=now)
         for w, summary in zip(windows, summaries, strict=True):
             w.n_predictions = summary.n
             w.estimated = _estimated(ws, memory, usecase, uc, model, w, summary, now)
@@ -353,11 +361,34 @@ def _estimated(ws: Workspace, memory: WindowMemory, usecase: str, uc: UseCase, m
            tuple(sorted(model.thresholds.items())), summary.counts.tobytes(),
            summary.sums.tobytes())
     hit = memory.get("estimate", key)
+    if hit is None and w.end - w.start == timedelta(days=1) and days == 1.0:
+        hit = kept_estimate(score_cache_for(ws), usecase, w.start,
+                            _estimate_basis(uc, model), summary)
     if hit is None:
-        hit = (estimate_binary(summary, days=days, cost=uc.objective.cost)
-               if uc.task == Task.BINARY else estimate_multiclass(summary))
-        memory.put("estimate", key, hit, span=(w.start, w.end))
+        hit = _estimate(uc, summary, days)
+    memory.put("estimate", key, hit, span=(w.start, w.end))
     return dict(hit)
+
+
+def _estimate(uc: UseCase, summary: ScoreSummary, days: float) -> dict[str, Estimate]:
+    return (estimate_binary(summary, days=days, cost=uc.objective.cost)
+            if uc.task == Task.BINARY else estimate_multiclass(summary))
+
+
+def _estimate_basis(uc: UseCase, model: _Model) -> list[Any]:
+    """What a day's estimate depends on besides its sums (kept beside them to compare)."""
+    return [uc.objective.text, [[v, t] for v, t in sorted(model.thresholds.items())]]
+
+
+def day_estimate(ws: Workspace, usecase: str, summary: ScoreSummary) -> dict[str, Any] | None:
+    """A closed day's estimate from its sums, with what it depends on, for the rollup to keep
+    in the day's file (the first look at a year then draws none of them)."""
+    uc = ws.project.usecase(usecase)
+    if summary.n == 0 or uc.task == Task.REGRESSION:
+        return None
+    model = _model(ws, usecase, uc.task)
+    return {"basis": _estimate_basis(uc, model),
+            "metrics": estimates_out(_estimate(uc, summary, 1.0))}
 
 
 def _aware(at: datetime) -> datetime:
@@ -409,6 +440,14 @@ def _model(ws: Workspace, usecase: str, task: Task) -> _Model:
     return _Model(thresholds, classes, current, validation)
 
 
+def model_thresholds(ws: Workspace, usecase: str, task: Task
+                     ) -> tuple[Callable[[int], float], frozenset[int]]:
+    """The alarm threshold of each model version (as the log's rows are judged) and the
+    versions known, for ``planta.services.monitor_rollup``."""
+    model = _model(ws, usecase, task)
+    return model.threshold, frozenset(model.thresholds)
+
+
 # -- counting and summing the log ---------------------------------------------------------------
 def _cache_folder(ws: Workspace) -> Path:
     return ws.project.root / ".planta" / "cache" / "performance"
@@ -422,7 +461,7 @@ def clear_memory(ws: Workspace | None = None) -> None:
 
 def _summaries(ws: Workspace, memory: WindowMemory, usecase: str, task: Task, model: _Model,
                edges: Sequence[datetime], counts: Sequence[int], *,
-               sql: bool) -> list[ScoreSummary]:
+               sql: bool, now: datetime) -> list[ScoreSummary]:
     thresholds = tuple(sorted(model.thresholds.items()))
     base = (ws.store.url, usecase, task.value, thresholds, model.classes)
     out: list[ScoreSummary | None] = []
@@ -437,6 +476,17 @@ def _summaries(ws: Workspace, memory: WindowMemory, usecase: str, task: Task, mo
         else:
             out.append(None)
             missing.append(k)
+    # Whole settled hours, days and months counted as the log was written (monitor_rollup):
+    # a window found there reads no log row.
+    cache = score_cache_for(ws)
+    for k in list(missing):
+        a, b = edges[k], edges[k + 1]
+        summary = scores_from_cache(cache, usecase, a, b, rows=counts[k],
+                                    threshold_of=model.threshold, now=now)
+        if summary is not None:
+            out[k] = summary
+            missing.remove(k)
+            memory.put("sums", (*base, a, b), (counts[k], summary), span=(a, b))
     if missing:
         with ws.store.read() as conn:
             for k in missing:
@@ -574,4 +624,5 @@ def _float(value: Any) -> float:
 
 
 __all__ = ["DEFAULT_WINDOW", "MAX_WINDOWS", "PerformanceSeries",
-           "PerformanceWindow", "clear_memory", "performance_over_time"]
+           "PerformanceWindow", "clear_memory", "day_estimate", "model_thresholds",
+           "performance_over_time"]

@@ -104,23 +104,29 @@ def sum_in_python(conn: Any, usecase: str, task: Task, threshold_of: Callable[[i
     probs: list[float] = []
     alarms: list[bool] = []
     for row in iter_rows(conn, stmt, size=2048):
-        outputs = orjson.loads(row.outputs)
-        values = outputs.get("probability")
-        if not isinstance(values, list):
-            continue
-        if task == Task.BINARY:
-            threshold = threshold_of(row.version)
-            for p in values:
-                if isinstance(p, (int, float)) and 0.0 <= p <= 1.0:
-                    probs.append(float(p))
-                    alarms.append(p >= threshold)
-        else:
-            for p in values:
-                top = _top_probability(p)
-                if top is not None:
-                    probs.append(top)
-                    alarms.append(False)
+        row_scores(orjson.loads(row.outputs), task, threshold_of(row.version), probs, alarms)
     return ScoreSummary.from_scores(np.asarray(probs, dtype=float), np.asarray(alarms, dtype=bool))
+
+
+def row_scores(outputs: Any, task: Task, threshold: float, probs: list[float],
+               alarms: list[bool]) -> None:
+    """Append one log row's scores to ``probs`` and ``alarms``: binary, each P(positive) in
+    [0, 1] and whether it reached ``threshold``; multiclass, each record's top probability
+    (never an alarm). The one definition the log reader and the rollup share."""
+    values = outputs.get("probability") if isinstance(outputs, Mapping) else None
+    if not isinstance(values, list):
+        return
+    if task == Task.BINARY:
+        for p in values:
+            if isinstance(p, (int, float)) and 0.0 <= p <= 1.0:
+                probs.append(float(p))
+                alarms.append(p >= threshold)
+    else:
+        for p in values:
+            top = _top_probability(p)
+            if top is not None:
+                probs.append(top)
+                alarms.append(False)
 
 
 def _top_probability(value: Any) -> float | None:
@@ -261,5 +267,5 @@ def served_answer(outputs: Mapping[str, Any], offset: int, task: Task) -> Any:
 
 
 __all__ = ["Labels", "feedback_state", "read_labels", "record_counts", "row_counts",
-           "served_answer",
+           "row_scores", "served_answer",
            "sum_in_python", "sum_in_sqlite", "window_index"]

@@ -67,11 +67,11 @@ class _Lru:
 _PROCESS = _Lru(MAX_ENTRIES)
 
 
-def _estimates_out(data: dict[str, Estimate]) -> dict[str, list[float | None]]:
+def estimates_out(data: dict[str, Estimate]) -> dict[str, list[float | None]]:
     return {k: [_num(e.value), _num(e.lower), _num(e.upper)] for k, e in data.items()}
 
 
-def _estimates_in(data: dict[str, list[Any]]) -> dict[str, Estimate]:
+def estimates_in(data: dict[str, list[Any]]) -> dict[str, Estimate]:
     return {k: Estimate(*(math.nan if v is None else float(v) for v in triple))
             for k, triple in data.items()}
 
@@ -86,8 +86,8 @@ def _encode(kind: str, value: Any) -> Any:
         return [count, summary.counts.tolist(), summary.sums.tolist()]
     if kind == "window":
         n, metrics, unread = value
-        return [n, _estimates_out(metrics), unread]
-    return _estimates_out(value)
+        return [n, estimates_out(metrics), unread]
+    return estimates_out(value)
 
 
 def _decode(kind: str, raw: Any) -> Any:
@@ -97,8 +97,8 @@ def _decode(kind: str, raw: Any) -> Any:
                                         np.asarray(sums, dtype=float))
     if kind == "window":
         n, metrics, unread = raw
-        return int(n), _estimates_in(metrics), int(unread)
-    return _estimates_in(raw)
+        return int(n), estimates_in(metrics), int(unread)
+    return estimates_in(raw)
 
 
 class WindowMemory:
@@ -178,4 +178,4 @@ def forget(folder: Path | None = None) -> None:
                 path.unlink()
 
 
-__all__ = ["MAX_ENTRIES", "WindowMemory", "forget"]
+__all__ = ["MAX_ENTRIES", "WindowMemory", "estimates_in", "estimates_out", "forget"]

@@ -12,6 +12,12 @@ run: the first look at a year of log (seconds of CPU) then happens here, not in 
 warm, the same call costs well under a second (index-only counts and the cache files). A use
 case with no production model, or one whose bundle carries no reference profile, is skipped:
 nothing to warm.
+
+Since the server and the job worker count every committed prediction into the same caches as
+they write it (``planta.services.monitor_rollup``), this finds a log written through planta
+already counted; what it still reads is what reached the log another way (rows imported or
+synced straight into the store, a log from before the rollup) and the realised performance
+(the feedback's labels, joined when read).
 """
 
 from __future__ import annotations

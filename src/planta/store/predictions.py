@@ -58,7 +58,7 @@ import math
 import shutil
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -167,6 +167,10 @@ class RejectionSummary:
         return {"requests": self.requests, "records": self.records, "rules": dict(self.rules)}
 
 
+# Called with the entries of each commit (see PredictionLog.add_observer).
+Observer = Callable[[list[LogEntry]], None]
+
+
 class _Item:
     """A queued row with its future."""
 
@@ -190,13 +194,15 @@ class PredictionLog:
         max_depth: entries queued beyond this are refused at once (the future fails with
             :class:`StoreError`) instead of growing memory while the store is down or slow.
         durability: ``"full"`` or ``"process"`` (see the module docstring).
+        observers: called with each commit's entries (see :meth:`add_observer`).
 
     Close it with :meth:`close` (or use it as a context manager): it writes what is queued,
     then stops the writer.
     """
 
     def __init__(self, store: Store, *, max_batch_rows: int = 1000, max_wait_ms: float = 2.0,
-                 max_depth: int = 100_000, durability: Durability | str = "full") -> None:
+                 max_depth: int = 100_000, durability: Durability | str = "full",
+                 observers: Iterable[Observer] = ()) -> None:
         if durability not in DURABILITIES:
             raise InputError(f"Prediction log durability {durability!r} is not one of "
                              f"{', '.join(DURABILITIES)}.",
@@ -225,6 +231,7 @@ class PredictionLog:
         self._in_memory = store.dialect == "sqlite" and store.sqlite_path is None
         # Started by the first entry, so that a log opened only to read costs no thread.
         self._thread: threading.Thread | None = None
+        self._observers: list[Observer] = list(observers)
 
     # -- state, for /readyz and Prometheus --------------------------------------------------
     @property
@@ -254,6 +261,13 @@ class PredictionLog:
         """Transactions committed since the log was opened (``written / commits`` is the mean
         group size)."""
         return self._commits
+
+    def add_observer(self, observer: Observer) -> None:
+        """Call ``observer(entries)`` after each commit with the entries it committed (in
+        submit order; rejections left out). It runs on the writer thread after the futures
+        resolved, so it should only hand the entries over (a queue); what it raises is logged
+        and never fails a write."""
+        self._observers.append(observer)
 
     # -- writing ------------------------------------------------------------------------------
     def submit(self, entry: LogEntry) -> Future[str]:
@@ -405,6 +419,7 @@ class PredictionLog:
                     self._commits += 1
                     self._settle(batch)
                     self._resolve(batch)
+                    self._notify(batch)
         finally:
             self._disconnect()
 
@@ -519,6 +534,22 @@ class PredictionLog:
                 continue
             self._written += 1
             item.future.set_result(item.row.prediction_id if item.kind == "p" else item.row["id"])
+
+    def _notify(self, batch: list[_Item]) -> None:
+        """Hand the committed entries to the observers (after the futures: a slow observer
+        never delays an acknowledgement)."""
+        if not self._observers:
+            return
+        entries = [item.row for item in batch
+                   if item.kind == "p" and item.future.exception() is None]
+        if not entries:
+            return
+        for observer in list(self._observers):
+            try:
+                observer(entries)
+            except Exception:  # noqa: BLE001 - an observer never fails the log
+                _logger.exception("A prediction log observer failed on %d entries",
+                                  len(entries))
 
     def _connection(self) -> Connection:
         if self._conn is None:
@@ -871,5 +902,6 @@ def iter_rows(conn: Connection, stmt: Any, size: int = 256) -> Iterator[Any]:
         result.close()
 
 
-__all__ = ["CHANNELS", "DURABILITIES", "PROBE_S", "ROUTES", "LogEntry", "PredictionLog", "PredictionRecord",
-           "RejectionSummary", "entities_like", "entity_text", "explode", "iter_rows", "locate"]
+__all__ = ["CHANNELS", "DURABILITIES", "PROBE_S", "ROUTES", "LogEntry", "Observer",
+           "PredictionLog", "PredictionRecord", "RejectionSummary", "entities_like",
+           "entity_text", "explode", "iter_rows", "locate"]
