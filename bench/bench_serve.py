@@ -16,6 +16,8 @@ planta configurations (each a fresh `planta serve` with the worker thread on, as
   native   full with PLANTA_ENGINE=native: the model runs on the native boosters instead of
            the in-memory onnxruntime engine (planta.services.onnx_engine); the engine's gain
   auth     full + --require-auth, a bearer token from `planta token create --role operator`
+  nofast   full with PLANTA_FAST_PATH=off: the scoring routes go through FastAPI's router and
+           middleware instead of the guard's short way (planta.server.fastpath); its gain
 Loads: one record per request at --conc (8), and 1,000-record requests at --batch-conc (8).
 
 Besides wrk's req/s and latency, every run records the server's CPU seconds (utime + stime of
@@ -52,12 +54,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OUT = HERE / "out"
 PROJECT = OUT / "serve_project"
+FRESH = OUT / "serve_project_fresh"
 ANCHORS = ROOT.parent / "shared" / "bench" / "anchors"
 PERF_BASE = OUT / "perfbase"
 SERVER_CPU, LOAD_CPU = "1", "0"
 PORT = 8311
 USECASE = "failure"
-CONFIGS = ("full", "native", "process", "nolog", "auth")
+CONFIGS = ("full", "nofast", "native", "process", "nolog", "auth")
 MAX_RUN_S = 20
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -253,7 +256,8 @@ def planta_server(config: str) -> tuple[list[str], dict[str, str], Path]:
         cmd.append("--require-auth")
     env = os.environ | {"PLANTA_USER": "bench",
                         "PLANTA_LOG_DURABILITY": "process" if config == "process" else "full",
-                        "PLANTA_ENGINE": "native" if config == "native" else "auto"}
+                        "PLANTA_ENGINE": "native" if config == "native" else "auto",
+                        "PLANTA_FAST_PATH": "off" if config == "nofast" else "on"}
     return cmd, env, PROJECT
 
 
@@ -279,6 +283,9 @@ def serve_config(config: str, paths: dict[str, Path], lua: Path, secret: str, ar
     logs = OUT / "serve_logs"
     logs.mkdir(exist_ok=True)
     is_planta = server.startswith("planta")
+    if is_planta and FRESH.exists():
+        shutil.rmtree(PROJECT)
+        shutil.copytree(FRESH, PROJECT)
     before_rows = logged_requests(PROJECT) if is_planta else 0
     busy_before = wait_quiet(args.quiet_wait)
     with open(logs / f"server-{config}.log", "w") as log:
@@ -527,7 +534,7 @@ def summarize(results: list[dict[str, Any]], micro_out: dict[str, Any] | None) -
         table.append(entry)
     summary: dict[str, Any] = {"table": table, "micro_cpu_us": micro_out}
     floor, floor_cpu = ("fastapi1", "single"), ("fastapi1 (CPU-accounted)", "single")
-    for cfg in ("full", "native", "process", "nolog", "auth"):
+    for cfg in CONFIGS:
         one = (f"planta-{cfg}", "single")
         summary[f"{cfg}_single_rps_vs_fastapi"] = per_rep_ratio(results, one, floor, "rps")
         summary[f"{cfg}_single_p99_vs_fastapi"] = per_rep_ratio(results, one, floor, "p99_ms")
@@ -537,6 +544,11 @@ def summarize(results: list[dict[str, Any]], micro_out: dict[str, Any] | None) -
         # The onnxruntime engine's gain: the same server with the native boosters.
         summary[f"{load}_full_rps_vs_native"] = per_rep_ratio(
             results, ("planta-full", load), ("planta-native", load), "rps")
+        # The short way's gain: the same server with every request through FastAPI.
+        summary[f"{load}_full_rps_vs_nofast"] = per_rep_ratio(
+            results, ("planta-full", load), ("planta-nofast", load), "rps")
+        summary[f"{load}_full_rps_per_core_vs_nofast"] = per_rep_ratio(
+            results, ("planta-full", load), ("planta-nofast", load), "rps_per_core")
         nolog = ("planta-nolog", load)
         for cfg in ("full", "process", "auth"):
             this = (f"planta-{cfg}", load)
@@ -628,6 +640,11 @@ def main() -> None:
         os.chdir(cwd)
     if not secret:
         secret = token(fresh=True)
+    # Every planta server starts from this copy (the token made, the log empty): a log grown
+    # by the servers before it (gigabytes of 1,000-record requests) would make a later
+    # server's start-up warm-up and its commits slower, and favour the configs that run first.
+    shutil.rmtree(FRESH, ignore_errors=True)
+    shutil.copytree(PROJECT, FRESH)
     paths = bodies(fields)
     lua = lua_script()
     micro_out = micro(paths, secret) if args.micro or args.micro_only else None

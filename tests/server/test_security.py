@@ -478,7 +478,10 @@ SHELL_CALLS = {"os.system", "os.popen", "os.spawnl", "os.spawnlp", "os.spawnv", 
 # The one place planta starts a program: `planta contract edit` opens the user's own editor.
 # The editor for `planta contract edit`, and `planta demo --edge`, which starts its own broker,
 # hub and device processes on loopback.
-SUBPROCESS_ALLOWED = {"src/planta/cli/project.py", "src/planta/services/edge_demo.py"}
+# The editor (cli/project.py), the edge demo's device processes, and the device's signature
+# check in a child (a fixed script on this interpreter, the bundle's bytes as hex on stdin).
+SUBPROCESS_ALLOWED = {"src/planta/cli/project.py", "src/planta/services/edge_demo.py",
+                      "edge/src/planta_edge/verify.py"}
 
 
 def test_shell_injection() -> None:

@@ -2,6 +2,7 @@
 
     create_app(workspace, options)
       Guard (request id, Host/Origin, body limit, token, metrics)
+        ├─ FastPath: POST .../predict and .../infer, the same handlers past FastAPI's router
         └─ FastAPI
              ├─ /healthz /readyz /metrics            routes/ops.py
              ├─ /v1/...                              routes/v1.py, routes/versions.py, jobs
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,6 +37,7 @@ from starlette.staticfiles import StaticFiles
 
 import planta
 from planta.server import errors
+from planta.server.fastpath import FastPath
 from planta.server.guard import LOOPBACK_HOSTS, Guard, GuardConfig
 from planta.server.hub import Hub
 from planta.server.metrics import Metrics
@@ -43,6 +46,9 @@ from planta.server.runtime import Runtime, ServeOptions
 from planta.services.workspace import Workspace
 
 log = logging.getLogger("planta.server")
+# PLANTA_FAST_PATH=off: the scoring routes go through FastAPI's router like every other route
+# (only for measuring the short way's gain, or as a way out; planta.server.fastpath).
+FAST_PATH_ENV = "PLANTA_FAST_PATH"
 
 
 def allowed_hosts(options: ServeOptions) -> frozenset[str] | None:
@@ -158,7 +164,9 @@ def create_app(ws: Workspace, options: ServeOptions | None = None) -> Any:
         require_auth=options.require_auth, allowed_hosts=allowed_hosts(options),
         max_body_bytes=options.max_body_bytes, max_upload_bytes=options.max_upload_bytes,
         local_user=ws.actor, access_log=options.access_log), metrics=rt.metrics,
-        tokens=rt.tokens)
+        tokens=rt.tokens,
+        fast=None if os.environ.get(FAST_PATH_ENV, "").lower() in ("0", "off", "no", "false")
+        else FastPath(app))
     guard.fastapi = app  # type: ignore[attr-defined]  # tests and the CLI reach the app here
     return guard
 

@@ -10,7 +10,6 @@ refusal becomes a 4xx naming the rule, never a 500.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -19,7 +18,10 @@ from starlette.requests import Request
 from planta.server.errors import HTTPProblem
 
 JSON_TYPES = ("application/json", "application/octet-stream")
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# A run of 19 digits, found as a run of 19 zeros once every digit reads as 0: a C-speed translate
+# and find (~0.1 ms on a 1,000-record body, where the regex [0-9]{19} took ~1.3 ms).
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGITS = b"0" * 19
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 # No planta request nests more than a few levels. orjson stops at 1,024, but a body nested ~900
 # levels deep, valid for orjson, would make Python code that walks it (json.dumps, repr) hit the
@@ -43,7 +45,7 @@ def parse_json(raw: bytes) -> Any:
         if "recursion" in str(exc).lower():
             reason = "it is nested too deeply"
         raise _malformed(reason) from None
-    if _LONG_DIGITS.search(raw):
+    if raw.translate(_DIGITS_AS_ZERO).find(_LONG_DIGITS) >= 0:
         _refuse_wide_integers(raw)
     if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and not _shallow(doc, MAX_DEPTH):
         raise _malformed(f"it is nested more than {MAX_DEPTH} levels deep")
