@@ -13,7 +13,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mqtt_broker import free_port
 from ulid import ULID
 
 READY_TIMEOUT_S = 60.0
 
-# The real Mosquitto broker (fixture ``mosquitto``), one definition for every folder.
-pytest_plugins = ["mqtt_broker"]
+# The real Mosquitto broker (fixture ``mosquitto``) and the served project and `planta serve`
+# processes (``served_project``, ``server``, ...): one definition for every folder.
+pytest_plugins = ["mqtt_broker", "servers"]
 
 
 def _pg_bin() -> Path | None:
@@ -37,12 +38,6 @@ def _pg_bin() -> Path | None:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
     return Path(initdb).parent if initdb else None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -67,7 +62,7 @@ def postgres_server() -> Iterator[str]:
             pytest.skip("PostgreSQL server binaries are installed but there is no 'postgres' "
                         "OS user to run them as")
         os.chown(folder, user.pw_uid, user.pw_gid)
-    port = _free_port()
+    port = free_port()
     log = folder / "server.log"
     try:
         subprocess.run(_as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "postgres",

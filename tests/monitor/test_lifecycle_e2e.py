@@ -26,7 +26,6 @@ consistent with the readings.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import shutil
@@ -41,6 +40,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+from servers import launch
 
 from planta.services.demo import demo_data
 
@@ -127,13 +127,8 @@ def plant(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def served(plant: Path) -> Iterator[str]:
-    # tests/server/conftest.py starts `planta serve` in a process and waits until it is ready.
-    spec = importlib.util.spec_from_file_location(
-        "server_conftest", Path(__file__).parents[1] / "server" / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    module = sys.modules.setdefault("server_conftest", importlib.util.module_from_spec(spec))
-    spec.loader.exec_module(module)
-    server = module.launch(plant, "--no-scheduler")
+    # tests/servers.py starts `planta serve` in a process and waits until it is ready.
+    server = launch(plant, "--no-scheduler")
     try:
         yield server.url
     finally:

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import GOOD_RECORD, PLANTA, Server, launch
+from servers import GOOD_RECORD, PLANTA, Server, launch
 from typer.testing import CliRunner
 
 from planta.store.tokens import CACHE_TTL_S

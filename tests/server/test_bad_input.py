@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import GOOD_RECORD, Server, launch
+from servers import GOOD_RECORD, Server, launch
 
 MAX_RECORDS = 5
 MAX_BODY_BYTES = 10 * 1024 * 1024  # ServeOptions.max_body_bytes

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import GOOD_RECORD, _planta
+from servers import GOOD_RECORD, planta_cli
 
 HUB_WAIT_S = 10.0     # generous: the hub polls every 0.25 s
 SWITCH_WITHIN_S = 1.0
@@ -27,12 +27,12 @@ SWITCH_WITHIN_S = 1.0
 
 def a_candidate(root: Path) -> int:
     """The number of a version in state candidate, training one if the project has none."""
-    listed = json.loads(_planta(root, "models", "failure", "--json").stdout)
+    listed = json.loads(planta_cli(root, "models", "failure", "--json").stdout)
     found = [m["version"] for m in listed if m["state"] == "candidate"]
     if found:
         return int(found[-1])
     for seed in (2, 3, 4):  # objective is recall>=0.10 and precision>=0.10: nearly always met
-        trained = json.loads(_planta(root, "train", "failure", "--budget", "3", "--seed",
+        trained = json.loads(planta_cli(root, "train", "failure", "--budget", "3", "--seed",
                                      str(seed), "--json").stdout)
         if trained["state"] == "candidate":
             return int(trained["version"])
@@ -41,7 +41,7 @@ def a_candidate(root: Path) -> int:
 
 def cli(root: Path, *args: str) -> dict:
     """Run a planta command that must succeed (exit 0) and return its --json output."""
-    done = _planta(root, *args, "--json", check=False)
+    done = planta_cli(root, *args, "--json", check=False)
     assert done.returncode == 0, f"planta {' '.join(args)}: {done.stdout}\n{done.stderr}"
     return json.loads(done.stdout)
 
@@ -109,12 +109,12 @@ def test_the_canary_answers_its_share_of_live_requests(project_copy, start_serve
 def test_a_second_canary_is_refused_with_the_way_out(project_copy) -> None:
     v = a_candidate(project_copy)
     cli(project_copy, "canary", "failure", str(v), "--reason", "try")
-    other = json.loads(_planta(project_copy, "train", "failure", "--budget", "2", "--seed", "5",
+    other = json.loads(planta_cli(project_copy, "train", "failure", "--budget", "2", "--seed", "5",
                                "--json").stdout)
     if other["state"] != "candidate":
         pytest.skip("the second training was rejected; tests/integration/test_canary.py "
                     "checks this rule on both engines")
-    refused = _planta(project_copy, "canary", "failure", str(other["version"]), "--reason",
+    refused = planta_cli(project_copy, "canary", "failure", str(other["version"]), "--reason",
                       "me too", check=False)
     assert refused.returncode == 1
     said = refused.stdout + refused.stderr
@@ -185,7 +185,7 @@ def test_promote_and_rollback_under_load_fail_no_request(project_copy, start_ser
 
     def timed(*args: str) -> tuple[float, float]:
         start = time.monotonic()
-        done = _planta(project_copy, *args, check=False)
+        done = planta_cli(project_copy, *args, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
         return start, time.monotonic()
 
@@ -239,6 +239,6 @@ def test_promote_and_rollback_under_load_fail_no_request(project_copy, start_ser
     assert max(late_old, default=0.0) < SWITCH_WITHIN_S, max(late_old)
     assert max(late_new, default=0.0) < SWITCH_WITHIN_S, max(late_new)
     listed = {m["version"]: m["state"]
-              for m in json.loads(_planta(project_copy, "models", "failure",
+              for m in json.loads(planta_cli(project_copy, "models", "failure",
                                           "--json").stdout)}
     assert (listed[1], listed[v]) == ("production", "archived")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import GOOD_RECORD, Server
+from servers import GOOD_RECORD, Server
 
 from planta.services.workspace import Workspace
 from planta.store.predictions import PredictionLog

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import GOOD_RECORD, PLANTA, Server, launch
+from servers import GOOD_RECORD, PLANTA, Server, launch
 from test_bad_input import CASES, MAX_RECORDS, Case, chunks_over_limit
 
 PREDICT = "/v1/usecases/failure/predict"

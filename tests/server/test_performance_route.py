@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from conftest import GOOD_RECORD, PLANTA, launch
+from servers import GOOD_RECORD, PLANTA, launch
 
 URL = "/v1/usecases/failure/performance"
 

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
-from conftest import GOOD_RECORD, PLANTA, Server, launch
+from servers import GOOD_RECORD, PLANTA, Server, launch
 
 from planta_edge.bundle import read_bundle
 

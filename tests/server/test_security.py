@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import GOOD_RECORD, PLANTA, Server, launch
+from servers import GOOD_RECORD, PLANTA, Server, launch
 
 from planta.server.body import MAX_DEPTH
 from planta.server.runtime import ServeOptions

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import GOOD_RECORD
+from servers import GOOD_RECORD
 
 
 def test_predict_then_find_it_in_the_log(server) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from conftest import GOOD_RECORD, Server
+from servers import GOOD_RECORD, Server
 from tritonclient.utils import InferenceServerException
 
 

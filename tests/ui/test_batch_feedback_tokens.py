@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from conftest import GOOD_RECORD, PLANTA, Server
+from servers import GOOD_RECORD, PLANTA, Server
 
 from planta.server.guard import Guard, GuardConfig
 from planta.services.demo import demo_data

@@ -14,7 +14,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from conftest import GOOD_RECORD, IMG_DIR, SHOTS, VIEWPORT, Server, shoot
+from servers import GOOD_RECORD, Server
+from uikit import IMG_DIR, SHOTS, VIEWPORT, shoot
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

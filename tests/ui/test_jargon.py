@@ -34,7 +34,7 @@ def pages(served_project: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     import shutil
 
     import pandas as pd
-    from conftest import launch
+    from servers import launch
 
     root = tmp_path_factory.mktemp("jargon") / "plant"
     shutil.copytree(served_project, root)

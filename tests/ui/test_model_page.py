@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import GOOD_RECORD, Server
+from servers import GOOD_RECORD, Server
 
 from planta.services.workspace import Workspace
 

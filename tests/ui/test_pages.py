@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import GOOD_RECORD, PLANTA, Server
+from servers import GOOD_RECORD, PLANTA, Server
 
 from planta.services.workspace import Workspace
 from planta.ui.actions import CHANNEL

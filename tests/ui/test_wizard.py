@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from conftest import PLANTA, Server, launch
+from servers import PLANTA, Server, launch
 
 from planta.services.demo import demo_data
 from planta.services.workspace import Workspace

@@ -1,4 +1,6 @@
-"""Fixtures for server tests: a trained project, and `planta serve` running in a real process.
+"""Fixtures and helpers for tests that need a trained project and `planta serve` running in a
+real process (a plugin of tests/conftest.py, so every folder has them; test files import the
+helpers with ``from servers import ...``).
 
 ``served_project`` trains one small model (seconds) per test session and promotes it; tests
 that change the project (promote, upload) copy it first with ``project_copy``. ``server``
@@ -11,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+from mqtt_broker import free_port
 
 from planta.services.demo import demo_data
 
@@ -32,13 +34,7 @@ GOOD_RECORD = {"type": "L", "air_temperature_k": 300.1, "process_temperature_k":
                "rotational_speed_rpm": 1500, "torque_nm": 40.3, "tool_wear_min": 100, "rnf": 0}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _planta(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def planta_cli(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([PLANTA, *args], cwd=cwd, capture_output=True, text=True,
                             timeout=300, env=os.environ | {"PLANTA_USER": "trainer"})
     if check and result.returncode not in (0, 3):
@@ -52,18 +48,18 @@ def served_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project with use case 'failure': version 1 in production, version 2 a candidate
     (or rejected: tiny budgets), both trained on 3,000 AI4I rows."""
     root = tmp_path_factory.mktemp("served") / "plant"
-    _planta(root.parent, "init", str(root))
+    planta_cli(root.parent, "init", str(root))
     raw = pd.read_csv(demo_data())
     raw.iloc[:3000].to_csv(root / "history.csv", index=False)
     raw.iloc[9000:9300].drop(columns=["Machine failure"]).to_csv(root / "new.csv", index=False)
-    _planta(root, "usecase", "add", "failure", "--target", "Machine failure", "--task",
+    planta_cli(root, "usecase", "add", "failure", "--target", "Machine failure", "--task",
             "binary", "--objective", "recall>=0.10 and precision>=0.10")
-    _planta(root, "ingest", "failure", "history.csv")
-    _planta(root, "train", "failure", "--budget", "4")
-    _planta(root, "train", "failure", "--budget", "3", "--seed", "1")
-    first = _planta(root, "promote", "failure", "1", "--reason", "first model", check=False)
+    planta_cli(root, "ingest", "failure", "history.csv")
+    planta_cli(root, "train", "failure", "--budget", "4")
+    planta_cli(root, "train", "failure", "--budget", "3", "--seed", "1")
+    first = planta_cli(root, "promote", "failure", "1", "--reason", "first model", check=False)
     if first.returncode != 0:  # the gate rejected it: promote as a recorded exception
-        _planta(root, "promote", "failure", "1", "--reason", "first model", "--exception")
+        planta_cli(root, "promote", "failure", "1", "--reason", "first model", "--exception")
     return root
 
 
