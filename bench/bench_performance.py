@@ -26,7 +26,10 @@ it: a LogEntry through ``PredictionLog`` with the monitoring rollup observing th
 performance service and no performance cache file, but the rollup's files as the writer left
 them (what the first page after ``planta serve`` wrote a year sees). The fill prints its
 writer and rollup seconds. ``bench_drift.py log --project bench/out/perf_project_logged
---keep-cache`` times the drift report on the same project. ``--split`` only times the cold call
+--keep-cache`` times the drift report on the same project. Its labels are sent
+through ``FeedbackStore`` (as ``planta feedback`` sends them) with the label rollup observing
+it (``planta.services.label_rollup``); ``--relabel`` takes a built project's labels out and
+sends them again that way. ``--split`` only times the cold call
 with the labels and with the feedback hidden (the estimated series alone), twice each.
 """
 
@@ -83,7 +86,6 @@ def build_through_log(root: Path, rows: int, labelled: float, end: datetime) -> 
     from planta.services.predict import Scorer
     from planta.services.versions import load_bundle
     from planta.store.ids import encode, reserve
-    from planta.store.metadata import feedback
     from planta.store.predictions import LogEntry, PredictionLog
 
     ws, trained = _project(root)
@@ -119,14 +121,55 @@ def build_through_log(root: Path, rows: int, labelled: float, end: datetime) -> 
     rollup.close()
     print(f"written through PredictionLog in {written:.1f} s; the rollup finished "
           f"{time.perf_counter() - t0 - written:.1f} s later (dropped {rollup.dropped})")
-    labels = [{"usecase": "failure", "prediction_id": encode(first + i),
-               "value": int(truth[i]), "entity": None, "event_time": None, "source": "bench",
-               "actor": "bench", "received_at": start + timedelta(seconds=float(seconds[i]) +
-                                                                  3 * 86400)}
-              for i in np.flatnonzero(has_label).tolist()]
-    with ws.store.engine.begin() as conn:
-        for lo in range(0, len(labels), 50_000):
-            conn.execute(insert(feedback), labels[lo:lo + 50_000])
+    write_labels(ws, [(encode(first + i), int(truth[i]))
+                      for i in np.flatnonzero(has_label).tolist()])
+    ws.close()
+
+
+def write_labels(ws: Any, labels: list[tuple[str, Any]], chunk: int = 5_000) -> None:
+    """Ground truth through FeedbackStore, as `planta feedback` and the server write it, with
+    the label rollup observing it (planta.services.label_rollup), a file of ``chunk`` labels
+    at a time."""
+    from planta.services.label_rollup import LabelRollup
+    from planta.store.feedback import FeedbackStore
+    from planta.store.predictions import PredictionLog
+
+    rollup = LabelRollup(ws)
+    observing = [0.0]
+
+    def observe(usecase: str, added: list[str], updated: list[str]) -> None:
+        t = time.perf_counter()
+        rollup.observe(usecase, added, updated)
+        observing[0] += time.perf_counter() - t
+
+    t0 = time.perf_counter()
+    with PredictionLog(ws.store) as log:
+        store = FeedbackStore(ws.store, log, observers=[observe])
+        for lo in range(0, len(labels), chunk):
+            store.add("failure", [{"prediction_id": p, "value": v}
+                                  for p, v in labels[lo:lo + chunk]], actor="bench",
+                      source="file:bench.csv")
+    print(f"{len(labels):,} labels written through FeedbackStore with the label rollup in "
+          f"{time.perf_counter() - t0:.1f} s, {observing[0]:.1f} s of it in the label rollup")
+
+
+def relabel(root: Path) -> None:
+    """Take the project's labels out and send them again through FeedbackStore."""
+    from sqlalchemy import delete, select
+
+    from planta.services.label_rollup import label_cache_for
+    from planta.services.workspace import Workspace
+    from planta.store.metadata import feedback
+
+    ws = Workspace.open(root)
+    with ws.store.read() as conn:
+        labels = [(r.prediction_id, r.value) for r in conn.execute(
+            select(feedback.c.prediction_id, feedback.c.value)
+            .where(feedback.c.usecase == "failure").order_by(feedback.c.prediction_id))]
+    with ws.store.write() as conn:
+        conn.execute(delete(feedback).where(feedback.c.usecase == "failure"))
+    shutil.rmtree(label_cache_for(ws).root, ignore_errors=True)
+    write_labels(ws, labels)
     ws.close()
 
 
@@ -192,6 +235,10 @@ def main() -> None:
     parser.add_argument("--split", action="store_true",
                         help="only time the cold call with the labels and with the feedback "
                              "hidden (the estimated series alone), twice each")
+    parser.add_argument("--relabel", action="store_true",
+                        help="first take the built project's labels out and send them again "
+                             "through FeedbackStore with the label rollup (a project built "
+                             "before the label rollup)")
     args = parser.parse_args()
     from planta.services import performance as perf
     from planta.services.workspace import Workspace
@@ -210,6 +257,8 @@ def main() -> None:
             build(root, args.rows, args.labelled)
         marker.touch()
         print(f"filled {args.rows:,} predictions in {time.perf_counter() - t0:.0f} s")
+    if args.relabel:
+        relabel(root)
     ws = Workspace.open(root)
     now = (datetime.fromisoformat((root / "end.txt").read_text()) if args.through_log
            else START + timedelta(days=DAYS))

@@ -191,8 +191,11 @@ def feedback(file: Annotated[Path, typer.Argument(help="CSV, Excel (.xlsx) or Pa
                     _plain(frame[entity_col].tolist()), _plain(frame[time_column].tolist()),
                     values, strict=True)]
                 how = f"by {entity_col!r} and {time_column!r}"
-            result = FeedbackStore(ws.store, log).add(name, items, actor=ws.actor,
-                                                      source=f"file:{read.name}")
+            from planta.services.label_rollup import attach_labels
+
+            store = FeedbackStore(ws.store, log)
+            attach_labels(ws, store)  # each day's label counts, kept as they are written
+            result = store.add(name, items, actor=ws.actor, source=f"file:{read.name}")
         finally:
             log.close()
     finally:

@@ -118,6 +118,12 @@ class Runtime:
             from planta.services.monitor_rollup import attach
 
             self.rollup = attach(self.ws, self.log)
+        # The same for ground truth: each committed label counted into its day's confusion
+        # counts (planta.services.label_rollup).
+        if self.feedback is not None and hasattr(self.feedback, "add_observer"):
+            from planta.services.label_rollup import attach_labels
+
+            attach_labels(self.ws, self.feedback)
 
     async def predict(self, usecase: str, records: Sequence[Mapping[str, Any]], *,
                       principal: Principal | None, channel: str, explain: bool = False,

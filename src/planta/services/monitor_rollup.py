@@ -23,8 +23,8 @@ another writer) is re-read from the log instead, an hour at most. Rows that arri
 that (an edge device syncing late, a batch job behind planta's back, retention) change the
 log's count, and every reader re-checks its cached spans against that count
 (``monitor_log.window_from_log``, ``scores_from_cache``), so they are read again there.
-What a cache file holds never depends on labels: realised performance still joins the
-feedback when it is read (``planta.services.performance``).
+What a cache file holds never depends on labels: those are counted as the feedback is
+written, by ``planta.services.label_rollup``.
 """
 
 from __future__ import annotations

@@ -23,7 +23,10 @@ A log written through planta (``planta serve``, ``planta worker``) needs even le
 written, ``planta.services.monitor_rollup`` keeps each closed hour's, day's and month's sums
 (and each closed day's estimate) in ``.planta/cache/scores/``, so a window made of whole
 settled hours reads no log row (when the log's row count and the thresholds still match).
-What is left of a first look is the labels: joined and bootstrapped when read.
+Labels sent through planta (``planta feedback``, the API, the upload page) are counted too:
+``planta.services.label_rollup`` keeps each day's confusion counts and drawn intervals in
+``.planta/cache/labels/``, so a closed whole-day window of a binary use case joins no label
+and draws nothing (when its checks still match; else it is read as above).
 """
 
 from __future__ import annotations
@@ -53,6 +56,13 @@ from planta.core.performance import (
 from planta.core.spec import Task, UseCase
 from planta.errors import InputError, NotFoundError
 from planta.services import performance_log as reader
+from planta.services.label_rollup import (
+    binary_metrics,
+    confusion,
+    counted,
+    counts_metrics,
+    from_cache,
+)
 from planta.services.monitor_rollup import kept_estimate, score_cache_for, scores_from_cache
 from planta.services.performance_memory import WindowMemory, estimates_out, forget
 from planta_edge.bundle import read_bundle
@@ -529,6 +539,12 @@ def _realised(ws: Workspace, memory: WindowMemory, usecase: str, uc: UseCase, mo
     out: list[_Window | None] = [memory.get("window", key) if counts[k] else (0, {}, 0)
                                  for k, key in enumerate(keys)]
     missing = [k for k, hit in enumerate(out) if hit is None]
+    # Closed whole days counted as the labels were written (label_rollup): no join, no draw.
+    for k, hit in from_cache(ws, usecase, uc, model, edges, counts, now, missing,
+                             state).items():
+        out[k] = hit
+        memory.put("window", keys[k], hit, span=(edges[k], edges[k + 1]))
+    missing = [k for k in missing if out[k] is None]
     if not missing:
         return [w for w in out if w is not None]
     total = max(sum(counts), 1)
@@ -591,27 +607,23 @@ def _window_metrics(uc: UseCase, y: np.ndarray, served: np.ndarray, thresholds: 
         return realised_metrics(uc.task, y, served)
     if uc.task == Task.MULTICLASS:
         return realised_metrics(uc.task, y.astype(int), served.astype(int))
+    if counted(uc):
+        # Count-based metrics only: each label judged by its own version's threshold, and the
+        # figures drawn from the four counts, as label_rollup draws them from its day files.
+        return counts_metrics(uc, confusion(y.astype(int), served, thresholds), days)
     # Judge each prediction by the threshold it was served with: shift every version's scores
     # so that its own threshold lands on the newest one's (ranking metrics across versions
     # then compare shifted scores: a window with two versions is rare and short).
     threshold = float(thresholds[-1])
     metrics = realised_metrics(Task.BINARY, y.astype(int), served - thresholds + threshold,
                                threshold=threshold, days=days, cost=uc.objective.cost,
-                               metrics=_binary_metrics(uc))
+                               metrics=binary_metrics(uc))
     return {k: v for k, v in metrics.items() if k != "cost_no_model"}
 
 
-_RANKING = frozenset({"roc_auc", "pr_auc"})
-_BINARY_METRICS = frozenset({"recall", "precision", "f1", "accuracy", "balanced_accuracy",
-                             "specificity", "false_alarm_rate", "false_alarms_per_day",
-                             "expected_cost", "savings"})
-
-
-def _binary_metrics(uc: UseCase) -> frozenset[str]:
-    """A window's realised metrics: the ranking ones (ROC-AUC, PR-AUC) only when the objective
-    names them: their bootstrap is most of a window's cost, and no page shows them otherwise."""
-    named = {c.metric for c in objective_clauses(uc.objective)}
-    return _BINARY_METRICS | (named & _RANKING)
+# For planta.services.label_rollup, which counts labels as they are written.
+label_arrays = _as_arrays
+model_for = _model
 
 
 def _float(value: Any) -> float:

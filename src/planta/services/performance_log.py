@@ -161,17 +161,24 @@ _LABEL_COLUMNS = """f.prediction_id AS prediction_id, f.value AS value, p.id AS 
   p.outputs AS outputs"""
 _LABEL_WHERE = """f.usecase = :usecase AND p.usecase = :usecase AND p.at >= :a AND p.at < :b
   AND p.route != 'shadow'"""
-_SQLITE_LABELS = f"""
+
+
+def _from_labels(where: str) -> str:
+    """The labels-first join, filtered by ``where`` (fixed text; values are bound)."""
+    return f"""
 SELECT {_LABEL_COLUMNS}
 FROM feedback AS f CROSS JOIN predictions AS p ON p.id = f.prediction_id
-WHERE {_LABEL_WHERE}
+WHERE {where}
 UNION ALL
 SELECT {_LABEL_COLUMNS}
 FROM feedback AS f CROSS JOIN predictions AS p ON p.id = (
   SELECT s.id FROM predictions AS s WHERE s.id <= f.prediction_id ORDER BY s.id DESC LIMIT 1)
-WHERE {_LABEL_WHERE}
+WHERE {where}
   AND NOT EXISTS (SELECT 1 FROM predictions AS e WHERE e.id = f.prediction_id)
 """  # nosec B608 - fixed text; every value is a bound parameter
+
+
+_SQLITE_LABELS = _from_labels(_LABEL_WHERE)
 # The same for a few short windows: from the log's time index, one probe of the feedback's
 # primary key per prediction (and a range probe per many-record request).
 _SQLITE_WINDOW_LABELS = f"""
@@ -185,6 +192,12 @@ FROM predictions AS p CROSS JOIN feedback AS f
   ON f.usecase = :usecase AND f.prediction_id > p.id AND f.prediction_id <= p.last_id
 WHERE {_LABEL_WHERE} AND p.n > 1
 """  # nosec B608 - fixed text; every value is a bound parameter
+# The same join for given labels (the label rollup counts what was just written exactly as the
+# readers above read it).
+_BY_ID_WHERE = """f.usecase = :usecase AND p.usecase = :usecase AND f.prediction_id IN :ids
+  AND p.route != 'shadow'"""
+_SQLITE_LABELS_BY_ID = _from_labels(_BY_ID_WHERE)
+_BY_ID_CHUNK = 500
 
 
 @dataclass
@@ -211,18 +224,7 @@ def read_labels(ws: Workspace, usecase: str, task: Task, a: datetime, b: datetim
             stmt = text(_SQLITE_WINDOW_LABELS if few else _SQLITE_LABELS).bindparams(
                 bindparam("usecase", usecase), bindparam("a", a, type_=at_type),
                 bindparam("b", b, type_=at_type))
-            for row in iter_rows(conn, stmt, size=4096):
-                out.at.append(row.at)
-                # The JSON column has numeric affinity in SQLite: 1 comes back as a number,
-                # "yes" as its JSON text.
-                value = row.value
-                out.values.append(orjson.loads(value) if isinstance(value, str) else value)
-                out.versions.append(int(row.version))
-                if row.fast is not None and task == Task.BINARY:
-                    out.served.append(float(row.fast))
-                else:
-                    offset = 0 if row.n == 1 else decode(row.prediction_id) - decode(row.id)
-                    out.served.append(served_answer(orjson.loads(row.outputs), offset, task))
+            _sqlite_rows(iter_rows(conn, stmt, size=4096), task, out)
             return out
         cols = (feedback.c.prediction_id, feedback.c.value, predictions.c.id, predictions.c.n,
                 predictions.c.at, predictions.c.version, predictions.c.outputs)
@@ -238,6 +240,53 @@ def read_labels(ws: Workspace, usecase: str, task: Task, a: datetime, b: datetim
                 .where(*where, predictions.c.n > 1)):
             for row in iter_rows(conn, stmt, size=4096):
                 offset = 0 if row.n == 1 else decode(row.prediction_id) - decode(row.id)
+                out.at.append(row.at.astimezone(UTC).replace(tzinfo=None))
+                out.values.append(row.value)
+                out.versions.append(int(row.version))
+                out.served.append(served_answer(orjson.loads(row.outputs), offset, task))
+    return out
+
+
+def _sqlite_rows(rows: Any, task: Task, out: Labels) -> None:
+    for row in rows:
+        out.at.append(row.at)
+        # The JSON column has numeric affinity in SQLite: 1 comes back as a number, "yes" as
+        # its JSON text.
+        value = row.value
+        out.values.append(orjson.loads(value) if isinstance(value, str) else value)
+        out.versions.append(int(row.version))
+        if row.fast is not None and task == Task.BINARY:
+            out.served.append(float(row.fast))
+        else:
+            offset = 0 if row.n == 1 else decode(row.prediction_id) - decode(row.id)
+            out.served.append(served_answer(orjson.loads(row.outputs), offset, task))
+
+
+def read_labels_by_id(ws: Workspace, usecase: str, task: Task, ids: Sequence[str]) -> Labels:
+    """The labels of ``usecase`` on these prediction ids, with what was served, read as
+    :func:`read_labels` reads them (``at``: naive UTC datetimes or SQLite's text)."""
+    out = Labels()
+    with ws.store.read() as conn:
+        for lo in range(0, len(ids), _BY_ID_CHUNK):
+            chunk = list(ids[lo:lo + _BY_ID_CHUNK])
+            if ws.store.dialect == "sqlite":
+                stmt = text(_SQLITE_LABELS_BY_ID).bindparams(
+                    bindparam("usecase", usecase), bindparam("ids", chunk, expanding=True))
+                _sqlite_rows(conn.execute(stmt), task, out)
+                continue
+            cols = (feedback.c.prediction_id, feedback.c.value, predictions.c.id,
+                    predictions.c.n, predictions.c.at, predictions.c.version,
+                    predictions.c.outputs)
+            for pid in chunk:
+                row = conn.execute(select(*cols).select_from(predictions.join(feedback, and_(
+                    feedback.c.usecase == predictions.c.usecase,
+                    feedback.c.prediction_id == pid))).where(
+                    predictions.c.usecase == usecase, predictions.c.id <= pid,
+                    predictions.c.last_id >= pid, predictions.c.route != "shadow")
+                    .order_by(predictions.c.id.desc()).limit(1)).first()
+                if row is None:
+                    continue
+                offset = decode(row.prediction_id) - decode(row.id)
                 out.at.append(row.at.astimezone(UTC).replace(tzinfo=None))
                 out.values.append(row.value)
                 out.versions.append(int(row.version))
@@ -266,6 +315,7 @@ def served_answer(outputs: Mapping[str, Any], offset: int, task: Task) -> Any:
     return values[offset] if isinstance(values, list) and offset < len(values) else None
 
 
-__all__ = ["Labels", "feedback_state", "read_labels", "record_counts", "row_counts",
+__all__ = ["Labels", "feedback_state", "read_labels", "read_labels_by_id", "record_counts",
+           "row_counts",
            "row_scores", "served_answer",
            "sum_in_python", "sum_in_sqlite", "window_index"]

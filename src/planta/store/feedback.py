@@ -31,8 +31,9 @@ silently.
 from __future__ import annotations
 
 import json
+import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,6 +58,11 @@ from planta.store.predictions import (
     iter_rows,
     locate,
 )
+
+_logger = logging.getLogger(__name__)
+
+# Called after each committed add() with (usecase, ids added, ids whose value changed).
+FeedbackObserver = Callable[[str, list[str], list[str]], None]
 
 # How far back an entity's event may point to the prediction it answers.
 DEFAULT_WINDOW = timedelta(hours=24)
@@ -113,11 +119,19 @@ class FeedbackStore:
     """
 
     def __init__(self, store: Store, log: PredictionLog, *, audit: AuditLog | None = None,
-                 window: timedelta = DEFAULT_WINDOW) -> None:
+                 window: timedelta = DEFAULT_WINDOW,
+                 observers: Iterable[FeedbackObserver] = ()) -> None:
         self.store = store
         self.log = log
         self.audit = audit if audit is not None else AuditLog(store)
         self.window = window
+        self._observers: list[FeedbackObserver] = list(observers)
+
+    def add_observer(self, observer: FeedbackObserver) -> None:
+        """Call ``observer(usecase, added_ids, updated_ids)`` after each add() that committed
+        rows (the monitoring caches, planta.services.label_rollup). It runs after the commit:
+        what it raises is logged, never loses or fails the feedback."""
+        self._observers.append(observer)
 
     def add(self, usecase: str, items: Sequence[Mapping[str, Any]], *, actor: str,
             source: str) -> FeedbackResult:
@@ -162,16 +176,25 @@ class FeedbackStore:
         if not matched:
             return FeedbackResult(unknown=unknown)
         with self.store.write() as conn:
-            added, unchanged, corrections = self._save(conn, usecase, matched, actor=actor,
-                                                       source=source)
+            added, unchanged, corrections, new_ids = self._save(
+                conn, usecase, matched, actor=actor, source=source)
             if corrections:
                 self.audit.append("feedback_correct", f"usecase/{usecase}/feedback", actor, {
                     "source": source, "updated": len(corrections),
                     "corrections": [{"prediction_id": p, "old": o, "new": n}
                                     for p, o, n in corrections[:_AUDIT_LIST]]},
                     connection=conn)
+        self._notify(usecase, new_ids, sorted({p for p, _, _ in corrections} - set(new_ids)))
         return FeedbackResult(added=added, unchanged=unchanged, updated=len(corrections),
                               unknown=unknown)
+
+    def _notify(self, usecase: str, added: list[str], updated: list[str]) -> None:
+        for observer in list(self._observers):
+            try:
+                observer(usecase, added, updated)
+            except Exception:  # noqa: BLE001 - the feedback is committed; a cache is not
+                _logger.exception("A feedback observer failed on %d labels of %s",
+                                  len(added) + len(updated), usecase)
 
     def joined(self, usecase: str, since: datetime | None = None,
                until: datetime | None = None) -> list[tuple[PredictionRecord, Any]]:
@@ -263,7 +286,7 @@ class FeedbackStore:
     # -- writing ------------------------------------------------------------------------------
     @staticmethod
     def _save(conn: Connection, usecase: str, items: list[_Item], *, actor: str, source: str
-              ) -> tuple[int, int, list[tuple[str, Any, Any]]]:
+              ) -> tuple[int, int, list[tuple[str, Any, Any]], list[str]]:
         ids = sorted({i.prediction_id for i in items if i.prediction_id})
         stored: dict[str, Any] = {}
         for start in range(0, len(ids), _IN_CHUNK):
@@ -302,7 +325,7 @@ class FeedbackStore:
                                                 feedback.c.prediction_id == pid)
                          .values({k: v for k, v in row.items()
                                   if k not in ("usecase", "prediction_id")}))
-        return added, unchanged, corrections
+        return added, unchanged, corrections, list(new_rows)
 
 
 def _parse(index: int, raw: Mapping[str, Any]) -> _Item:
@@ -369,4 +392,4 @@ def _decoded(text: str) -> Any:
     return json.loads(text)
 
 
-__all__ = ["DEFAULT_WINDOW", "FeedbackResult", "FeedbackStore"]
+__all__ = ["DEFAULT_WINDOW", "FeedbackObserver", "FeedbackResult", "FeedbackStore"]
