@@ -21,7 +21,7 @@ from trained_plants import trained_plant
 from planta.core.drift_window import NumericCounts, Window
 from planta.core.spec import Task
 from planta.services import monitor as mon
-from planta.services import monitor_log, performance
+from planta.services import monitor_log, monitor_rollup, performance
 from planta.services import performance_log as reader
 from planta.services.monitor_rollup import Rollup, score_cache_for, scores_from_cache
 from planta.services.workspace import Workspace
@@ -62,8 +62,13 @@ def plant(project: tuple[Path, list[Any], Any], tmp_path: Path
 
 
 def _entries(records: list[Any], scorer: Any, hours: range, *, start: datetime = DAY0,
-             shadow_every: int = 9, multi_every: int = 7) -> list[LogEntry]:
-    """``PER_HOUR`` requests per hour: mostly one record, some of three, some shadow."""
+             shadow_every: int = 9, multi_every: int = 7,
+             prechecked: bool = False) -> list[LogEntry]:
+    """``PER_HOUR`` requests per hour: mostly one record, some of three, some shadow.
+
+    ``prechecked``: as the server logs them, with the values its scorer validated (and so
+    with no unseen category: the server refuses those; an edge device's rows may carry one).
+    """
     out = []
     k = 0
     for h in hours:
@@ -71,17 +76,17 @@ def _entries(records: list[Any], scorer: Any, hours: range, *, start: datetime =
             n = 3 if i % multi_every == 0 else 1
             rows = [records[(k + j) % len(records)] for j in range(n)]
             k += n
-            # The server refuses an unseen category; an edge device's rows may carry one.
-            batch = scorer.predict([r | {"type": "L"} if r["type"] == "Z" else r
-                                    for r in rows], range_policy="flag")
+            seen = [r | {"type": "L"} if r["type"] == "Z" else r for r in rows]
+            batch = scorer.predict(seen, range_policy="flag")
             out.append(LogEntry(
                 first_id=reserve(n), n=n, at=start + h * HOUR + timedelta(seconds=i * 290),
                 usecase="failure", version=scorer.version,
                 route="shadow" if i % shadow_every == 4 else "production", channel="sync",
-                caller="line-4", inputs_json=json.dumps(rows),
+                caller="line-4", inputs_json=json.dumps(seen if prechecked else rows),
                 outputs_json=json.dumps({"prediction": list(batch.prediction),
                                          "probability": list(batch.probability),
-                                         "score": None})))
+                                         "score": None}),
+                checked=batch.checked if prechecked else None))
     return out
 
 
@@ -146,6 +151,28 @@ def test_what_the_rollup_writes_equals_a_cold_read_of_the_log(
         assert w["name"] == c["name"] and w["drifted"] == c["drifted"]
         for tw, tc in zip(w["tests"], c["tests"], strict=True):
             assert tw["statistic"] == pytest.approx(tc["statistic"], rel=1e-9, abs=1e-12)
+
+
+def test_counts_from_the_servers_validated_values_equal_a_cold_read(
+        plant: tuple[Workspace, list[Any], Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    ws, records, scorer = plant
+    entries = _entries(records, scorer, range(3), prechecked=True)
+    assert all(e.checked is not None for e in entries)
+    assert any(e.checked.flagged.any() for e in entries)   # the out-of-range torque
+
+    def no_parsing(*_: Any) -> None:
+        raise AssertionError("the rollup parsed and validated inputs the server had checked")
+
+    monkeypatch.setattr(monitor_rollup, "_count_chunk", no_parsing)
+    rollup = Rollup(ws, background=False)
+    _write(ws, entries, rollup)
+    assert rollup.drain() == 3 * PER_HOUR
+    assert rollup.flush(LATER) == 3
+    baseline = mon.load_baseline(ws, "failure")
+    for h in range(3):
+        got = mon.cache_for(ws).get(baseline, DAY0 + h * HOUR, "hour")
+        assert got is not None and got[1] == PER_HOUR
+        _same(got[0], _cold(ws, baseline, DAY0 + h * HOUR, DAY0 + (h + 1) * HOUR))
 
 
 def test_performance_sums_come_from_the_rollup_and_equal_the_log(

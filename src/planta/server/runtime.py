@@ -178,7 +178,7 @@ class Runtime:
                         version=scorer.version, route=route, channel=channel, caller=caller,
                         request_id=request_id, latency_ms=latency_ms, device=None,
                         entities=batch.entities, inputs_json=orjson.dumps(list(records)),
-                        outputs_json=orjson.dumps(batch.outputs()))
+                        outputs_json=orjson.dumps(batch.outputs()), checked=batch.checked)
 
     async def _shadow(self, scorer: Scorer, usecase: str, records: Sequence[Mapping[str, Any]],
                       channel: str, caller: str, request_id: str | None) -> None:

@@ -183,7 +183,16 @@ def _count_chunk(baseline: Baseline, chunk: LogColumns, owner: np.ndarray,
         owners = np.repeat(owner[keep], ns)
     checked = validate_records(baseline.contract, records, range_policy="flag",
                                extra_policy="ignore")
-    bad = checked.flagged | ~checked.ok
+    add_checked(baseline, checked.values, checked.flagged | ~checked.ok, owners, outs, ns,
+                windows)
+
+
+def add_checked(baseline: Baseline, values: Mapping[str, np.ndarray], bad: np.ndarray,
+                owners: np.ndarray, outs: list[Any], ns: np.ndarray,
+                windows: list[Window]) -> None:
+    """Add validated records to their windows: ``values`` and ``bad`` one entry per record,
+    ``owners`` each record's window (ascending), ``outs`` and ``ns`` each logged row's outputs
+    and record count."""
     probability = positive = answered = None
     if baseline.task == "binary":
         probability, positive, answered = _outputs(baseline, outs, ns)
@@ -192,7 +201,7 @@ def _count_chunk(baseline: Baseline, chunk: LogColumns, owner: np.ndarray,
         lo, hi = int(cuts[k]), int(cuts[k + 1])
         if hi <= lo:
             continue
-        window.add({name: v[lo:hi] for name, v in checked.values.items()}, rows=hi - lo,
+        window.add({name: v[lo:hi] for name, v in values.items()}, rows=hi - lo,
                    out_of_contract=bad[lo:hi])
         if probability is not None and positive is not None and answered is not None:
             window.add_outputs(probability=probability[lo:hi],

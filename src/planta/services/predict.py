@@ -37,6 +37,18 @@ MAX_REPORTED_VIOLATIONS = 100
 log = logging.getLogger("planta.predict")
 
 
+@dataclass(frozen=True)
+class Checked:
+    """The records as the contract read them, exactly as ``validate_records(contract, records,
+    range_policy="flag", extra_policy="ignore")`` reads them, which is how monitoring counts
+    the log: kept with a logged batch so that the count need not validate the records again.
+    """
+
+    contract: Contract
+    values: Mapping[str, np.ndarray]
+    flagged: np.ndarray
+
+
 @dataclass
 class PredictionBatch:
     """What a scorer said about a list of records, in record order."""
@@ -49,6 +61,7 @@ class PredictionBatch:
     reasons: list[list[dict[str, Any]]] | None = None
     entities: list[Any] | None = None
     inputs: list[dict[str, Any]] = field(default_factory=list)
+    checked: Checked | None = None
 
     @property
     def n(self) -> int:
@@ -138,6 +151,10 @@ class Scorer:
         pred = engine.predict(values)
         batch = PredictionBatch(version=self.version, prediction=[], probability=None,
                                 score=None, flagged=checked.flagged.tolist())
+        # Clipping changes the values, so only "reject" and "flag" read the records as
+        # monitoring does (under "reject", a logged batch broke no range rule).
+        if range_policy in ("reject", "flag"):
+            batch.checked = Checked(self.contract, values, checked.flagged)
         if self.task == Task.REGRESSION:
             assert pred.score is not None
             batch.score = pred.score.tolist()

@@ -119,6 +119,10 @@ class LogEntry:
     entities: Sequence[Any] | None = None
     inputs_json: bytes | str
     outputs_json: bytes | str
+    # In memory only, never stored: the records as the contract read them, when the caller
+    # validated them already (see planta.services.predict.Checked), so that observers such as
+    # the monitoring rollup need not parse and validate ``inputs_json`` a second time.
+    checked: Any = None
 
     @property
     def prediction_id(self) -> str:
