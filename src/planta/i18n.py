@@ -58,15 +58,36 @@ def catalogue(lang: str) -> Mapping[str, str]:
 
 
 def translator(lang: str) -> Translate:
-    """``t(key, **kw)`` for one language: the message with ``{placeholders}`` filled in."""
+    """``t(key, **kw)`` for one language: the message with ``{placeholders}`` filled in.
+
+    Plurals: where the catalogue also has ``<key>.one``, that form is said when the count is 1
+    (the count is the first of :data:`COUNTS` among the values), and ``<key>`` otherwise.
+
+    >>> t = translator("es")
+    >>> t("cli.score.rejected", rows="1")[:40], t("cli.score.rejected", rows="3")[:40]
+    ('1 fila no se puntuó porque incumple el c', '3 filas no se puntuaron porque incumplen')
+    """
     messages = catalogue(lang if lang in LANGS else DEFAULT_LANG)
     english = catalogue(DEFAULT_LANG)
 
-    def t(key: str, **kw: Any) -> str:
-        text = messages.get(key) or english.get(key) or key
+    def t(key: str, /, **kw: Any) -> str:
+        text = messages.get(f"{key}.one") if kw and _is_one(kw) else None
+        text = text or messages.get(key) or english.get(key) or key
         return text.format(**kw) if kw else text
 
     return t
+
+
+# The values that count what a sentence speaks of, in the order looked for.
+COUNTS = ("n", "rows", "count", "k")
+
+
+def _is_one(values: Mapping[str, Any]) -> bool:
+    """True when the sentence counts exactly one thing (see :func:`translator`)."""
+    for name in COUNTS:
+        if name in values:
+            return str(values[name]).replace(",", "").strip() == "1"
+    return False
 
 
 def said(key: str, /, **params: Any) -> dict[str, Any]:

@@ -53,12 +53,10 @@ class Project:
         """Create a new project folder (refuses to overwrite an existing project)."""
         path = Path(path)
         if (path / CONFIG_NAME).exists():
-            raise ConfigError(f"There is already a planta project in {path}.",
-                              hint="Use it as it is, or choose another folder.")
+            raise keyed(ConfigError, "proj.exists", path=path)
         project_name = name or path.resolve().name
         if not _NAME.match(project_name):
-            raise ConfigError(f"Project name {project_name!r} may only use letters, digits, "
-                              "'.', '-' and '_'.")
+            raise keyed(ConfigError, "proj.bad_name", name=repr(project_name))
         path.mkdir(parents=True, exist_ok=True)
         (path / ".planta").mkdir(mode=0o700, exist_ok=True)
         (path / "contracts").mkdir(exist_ok=True)
@@ -81,8 +79,7 @@ class Project:
                 return cls._load(folder, env)
             if path is not None:
                 break
-        raise NotFoundError(f"No planta project here ({start}).",
-                            hint="Run `planta init <folder>` first, or cd into a project folder.")
+        raise keyed(NotFoundError, "proj.none_here", start=start)
 
     @classmethod
     def _load(cls, root: Path, env: dict[str, str] | None) -> Project:
@@ -90,8 +87,7 @@ class Project:
         try:
             config = tomllib.loads(file.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{file} is not valid TOML: {exc}.",
-                              hint="Fix the line it names, or restore the file.") from exc
+            raise keyed(ConfigError, "proj.bad_toml", file=file, problem=exc) from exc
         project = cls(root=root, config=config, settings=load_settings(root, config, env))
         project.check_monitoring()
         return project
@@ -120,8 +116,7 @@ class Project:
         """Record a use case in planta.toml."""
         table = self.config.setdefault("usecases", {})
         if usecase.name in table and not replace:
-            raise ConfigError(f"Use case {usecase.name!r} already exists.",
-                              hint="Choose another name, or pass --replace to change it.")
+            raise keyed(ConfigError, "proj.usecase_exists", name=repr(usecase.name))
         table[usecase.name] = usecase.to_dict()
         self.save()
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planta.errors import ConfigError
+from planta.errors import ConfigError, keyed
 
 DEFAULT_STORE_URL = "sqlite:///.planta/planta.db"
 DEFAULT_ARTIFACTS_URL = ".planta/artifacts"
@@ -77,10 +77,7 @@ class Settings:
             path = Path.home() / ".config" / "planta" / "signing"
         path = path.resolve()
         if path == self.root.resolve() or self.root.resolve() in path.parents:
-            raise ConfigError(f"Setting signing_keys = {str(path)!r} is inside the project "
-                              "folder, which gets copied and backed up with the data.",
-                              hint="Put the signing keys outside it, e.g. "
-                                   "~/.config/planta/signing (PLANTA_SIGNING_KEYS).")
+            raise keyed(ConfigError, "set.signing_inside", path=repr(str(path)))
         return path
 
     @property
@@ -110,8 +107,7 @@ def _bool(key: str, value: Any) -> bool:
         return True
     if text in ("0", "false", "no", "off", ""):
         return False
-    raise ConfigError(f"Setting {key} = {value!r} is not true or false.",
-                      hint=f"Set {key} to true or false.")
+    raise keyed(ConfigError, "set.not_bool", key=key, value=repr(value))
 
 
 def _days(key: str, value: Any) -> int:
@@ -120,9 +116,7 @@ def _days(key: str, value: Any) -> int:
     except ValueError:
         days = -1
     if days < 0 or isinstance(value, bool):
-        raise ConfigError(f"Setting {key} = {value!r} is not a whole number of days.",
-                          hint=f"Set {key} to a number of days such as 365, or 0 to keep "
-                               "every prediction.")
+        raise keyed(ConfigError, "set.not_days", key=key, value=repr(value))
     return days
 
 
@@ -143,18 +137,16 @@ def load_settings(root: Path, toml: Mapping[str, Any], env: Mapping[str, str] | 
     serve = toml.get("serve", {}) or {}
     if not isinstance(store, Mapping) or not isinstance(policy, Mapping) or not isinstance(
             serve, Mapping):
-        raise ConfigError("planta.toml: [store], [policy] and [serve] must be tables.")
+        raise keyed(ConfigError, "set.tables",
+                    names={"items": ["[store]", "[policy]", "[serve]"]})
     durability = str(env.get("PLANTA_LOG_DURABILITY") or serve.get("log_durability")
                      or "full").strip().lower()
     if durability not in LOG_DURABILITIES:
-        raise ConfigError(f"Setting log_durability = {durability!r} is not full or process.",
-                          hint="Use full (an answered prediction survives a power cut) or "
-                               "process (it survives a crash of planta; faster on slow disks).")
+        raise keyed(ConfigError, "set.durability", value=repr(durability))
     lang = env.get("PLANTA_LANG") or ui.get("lang") or "en"
     lang = lang.split("_")[0].split(".")[0].lower()
     if lang not in LANGS:
-        raise ConfigError(f"PLANTA_LANG = {lang!r} is not supported.",
-                          hint=f"Use one of: {', '.join(LANGS)}.")
+        raise keyed(ConfigError, "set.lang", value=repr(lang), known=", ".join(LANGS))
     return Settings(
         root=root,
         store_url=str(env.get("PLANTA_STORE_URL") or store.get("url") or DEFAULT_STORE_URL),
@@ -182,15 +174,13 @@ def _alert_settings(toml: Mapping[str, Any], env: Mapping[str, str]) -> dict[str
     alerts = toml.get("alerts", {}) or {}
     scheduler = toml.get("scheduler", {}) or {}
     if not isinstance(alerts, Mapping) or not isinstance(scheduler, Mapping):
-        raise ConfigError("planta.toml: [alerts] and [scheduler] must be tables.")
+        raise keyed(ConfigError, "set.tables", names={"items": ["[alerts]", "[scheduler]"]})
     webhook = str(env.get("PLANTA_WEBHOOK_URL") or alerts.get("webhook_url") or "").strip()
     if webhook and not webhook.startswith(("http://", "https://")):
-        raise ConfigError(f"Setting alerts.webhook_url = {webhook!r} is not an http(s) URL.",
-                          hint="Write webhook_url = \"https://host/path\" under [alerts].")
+        raise keyed(ConfigError, "set.webhook", value=repr(webhook))
     mqtt = str(env.get("PLANTA_MQTT_URL") or alerts.get("mqtt_url") or "").strip()
     if mqtt and not mqtt.startswith(("mqtt://", "mqtts://")):
-        raise ConfigError(f"Setting alerts.mqtt_url = {mqtt!r} is not an MQTT URL.",
-                          hint="Write mqtt_url = \"mqtt://host:1883\" under [alerts].")
+        raise keyed(ConfigError, "set.mqtt", value=repr(mqtt))
     key = "PLANTA_SCHEDULER" if "PLANTA_SCHEDULER" in env else "scheduler.enabled"
     return {"webhook_url": webhook, "mqtt_url": mqtt,
             "mqtt_topic": str(env.get("PLANTA_MQTT_TOPIC") or alerts.get("mqtt_topic")

@@ -41,16 +41,20 @@ def english_left(text: str, allowed: tuple[str, ...] = ()) -> list[str]:
     return sorted({m.group(0) for m in _ENGLISH.finditer(text)})
 
 
-def _run(cwd: Path, lang: str, *args: str) -> tuple[int, str]:
+def run_cli(cwd: Path, lang: str, *args: str, user: str = "ana", **env: str) -> tuple[int, str]:
+    """``planta *args`` in ``cwd`` speaking ``lang`` as ``user``: exit code and output."""
     old = Path.cwd()
     os.chdir(cwd)
     try:
-        result = runner.invoke(app, list(args), env={"PLANTA_LANG": lang, "PLANTA_USER": "ana",
-                                                     "COLUMNS": "250"})
+        result = runner.invoke(app, list(args), env={"PLANTA_LANG": lang, "PLANTA_USER": user,
+                                                     "COLUMNS": "250"} | env)
     finally:
         os.chdir(old)
     assert "Traceback" not in result.output
     return result.exit_code, result.output
+
+
+_run = run_cli
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +80,7 @@ def plant(served_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
 def test_score_with_text_and_a_missing_column_says_why_in_spanish(plant: Path) -> None:
     code, out = _run(plant, "es", "score", "failure", "text.csv", "-o", "t.csv")
     assert code == 0, out
-    assert "1 filas no se puntuaron" in out
+    assert "1 fila no se puntuó" in out
     assert "un valor no era del tipo de la columna (por ejemplo, texto en una columna de " \
            "números) (type): 1" in out
     code, out = _run(plant, "es", "score", "failure", "no_torque.csv", "-o", "m.csv")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from planta.cli.output import JSON_OPTION, console, handle_errors, print_json, table
+from planta.cli.output import JSON_OPTION, console, handle_errors, print_json, table, tr
 
 audit_app = typer.Typer(help="Check and read the audit trail.", no_args_is_help=True)
 
@@ -27,12 +27,10 @@ def verify(known_head: str = typer.Option(None, help="A head hash noted earlier:
     if as_json:
         print_json(result.to_dict())
     elif result.ok:
-        console.print(f"[green]The audit chain is intact[/]: {result.count} events. "
-                      f"Head hash: {result.head}")
-        console.print("Note the head hash somewhere safe: with --known-head it also proves that "
-                      "no later events were cut off.")
+        console.print(tr("cli.audit.intact", count=result.count, head=result.head))
+        console.print(tr("cli.audit.note_head"))
     else:
-        console.print(f"[red]The audit chain is broken[/] ({result.count} events checked):")
+        console.print(tr("cli.audit.broken", count=result.count))
         for problem in result.problems:
             console.print(f"  • {problem}", soft_wrap=True)
     if not result.ok:
@@ -55,7 +53,8 @@ def log(limit: int = typer.Option(50, help="How many recent events."),
     if as_json:
         print_json([e.to_dict() for e in events])
         return
-    console.print(table("Audit trail (most recent last)", ["#", "at", "who", "action", "subject"],
+    console.print(table(tr("cli.audit.title"), ["#"] + [tr(f"cli.audit.col.{c}") for c in (
+                            "at", "who", "action", "subject")],
                         [(e.seq, f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.action, e.subject)
                          for e in events]))
 

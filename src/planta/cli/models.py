@@ -17,6 +17,7 @@ from planta.cli.output import (
     table,
     tr,
 )
+from planta.errors import StateError
 
 # The CLI user owns the project files, so on the command line they act with every role.
 CLI_ROLE = "admin"
@@ -194,20 +195,37 @@ def _move(usecase: str, version: int | None, action: str, reason: str, exception
                                      role=CLI_ROLE, reason=reason, exception=exception,
                                      four_eyes=ws.project.settings.four_eyes)
         canary_now = ws.registry.aliases(usecase).get("canary")
+    except StateError as error:
+        raise _gate_in_words(error, ws, usecase, version) from None
     finally:
         ws.close()
     if as_json:
         print_json({"ok": True} | moved.to_dict())
         return
-    console.print(f"{usecase}: version {moved.version} is now [bold]{moved.to_state}[/] "
-                  f"({action} by {moved.actor}: {reason}).")
+    console.print(tr("cli.move.done", usecase=usecase, version=moved.version,
+                     state=f"[bold]{tr(f'life.state.{moved.to_state}')}[/]",
+                     act=action, actor=moved.actor, reason=reason))
     if moved.to_state == "production":
-        rest = ("every request" if canary_now is None else
-                f"every request but canary version {canary_now}'s share")
-        console.print(f"Live traffic: version {moved.version} answers {rest} (a running "
-                      "`planta serve` switches within a second, no restart)."
-                      + (f" Undo: planta rollback {usecase} --reason \"...\"."
-                         if action == "promote" else ""))
+        rest = (tr("cli.move.every") if canary_now is None else
+                tr("cli.move.but_canary", canary=canary_now))
+        console.print(tr("cli.move.live", version=moved.version, rest=rest)
+                      + (tr("cli.move.undo", usecase=usecase) if action == "promote" else ""))
+
+
+def _gate_in_words(error: StateError, ws: Any, usecase: str, version: int | None) -> StateError:
+    """A refusal for a rejected version names the objective's unmet clauses; the registry
+    hands the core the gate's English reasons, so say them again here in the CLI's language."""
+    if getattr(error, "message_key", None) != "life.rejected" or version is None or \
+            not getattr(error, "params", {}).get("why"):
+        return error
+    from planta.i18n import env_lang, translator
+    from planta.words import gate_lines
+
+    gate = ws.registry.get_model(usecase, version).gate or {}
+    lines = gate_lines(gate, translator(env_lang()))
+    if lines:
+        error.params["why"] = f" ({'; '.join(line.rstrip('.') for line in lines)})"  # type: ignore[attr-defined]
+    return error
 
 
 @handle_errors
@@ -284,54 +302,47 @@ def _live_move(usecase: str, version: int, action: str, reason: str, as_json: bo
             out["previous_share"] = old_share
         print_json(out)
         return
-    prod = f"version {production} (production)" if production is not None else None
+    prod = tr("cli.live.prod", version=production) if production is not None else None
     if action == "canary":
         assert now_share is not None
-        pick = (f"chosen per {entity!r}, so one machine always meets the same version"
-                if entity else "chosen at random per request")
+        pick = (tr("cli.live.pick_entity", entity=entity) if entity else
+                tr("cli.live.pick_random"))
         if moved is None and old_share == now_share:
-            console.print(f"{usecase}: version {version} is the canary already, at "
-                          f"{_percent(now_share)}; nothing changed.")
+            console.print(tr("cli.live.canary_same", usecase=usecase, version=version,
+                             share=_percent(now_share)))
         elif moved is None:
-            console.print(f"{usecase}: canary version {version} now answers "
-                          f"[bold]{_percent(now_share)}[/] of live requests (was "
-                          f"{_percent(old_share or 0.0)}; {actor}: {reason}).")
+            console.print(tr("cli.live.canary_share", usecase=usecase, version=version,
+                             share=f"[bold]{_percent(now_share)}[/]",
+                             old=_percent(old_share or 0.0), actor=actor, reason=reason))
         else:
-            console.print(f"{usecase}: version {version} is now the [bold]canary[/] "
-                          f"(canary by {moved.actor}: {reason}).")
+            console.print(tr("cli.live.canary_now", usecase=usecase, version=version,
+                             actor=moved.actor, reason=reason))
         if prod is None:
-            console.print(f"Live traffic: there is no production version, so version {version} "
-                          "answers every request.")
+            console.print(tr("cli.live.canary_alone", version=version))
         else:
-            console.print(f"Live traffic: version {version} answers about "
-                          f"{_percent(now_share)} of requests ({pick}); {prod} answers the "
-                          "rest. Every answer names the version that gave it.")
-        console.print(f"Undo: planta stop {usecase} {version} --reason \"...\" (back to "
-                      f"candidate; {prod or 'nothing'} answers everything again). Go all the "
-                      f"way: planta promote {usecase} {version} --reason \"...\".")
+            console.print(tr("cli.live.canary_split", version=version,
+                             share=_percent(now_share), pick=pick, prod=prod))
+        console.print(tr("cli.live.canary_undo", usecase=usecase, version=version,
+                         prod=prod or tr("cli.live.nothing")))
     elif action == "shadow":
         assert moved is not None
-        console.print(f"{usecase}: version {version} is now in [bold]shadow[/] "
-                      f"(shadow by {moved.actor}: {reason}).")
+        console.print(tr("cli.live.shadow_now", usecase=usecase, version=version,
+                         actor=moved.actor, reason=reason))
         if prod is None:
-            console.print(f"Live traffic: there is no production version, so nothing is "
-                          f"answered and version {version} scores nothing yet.")
+            console.print(tr("cli.live.shadow_alone", version=version))
         else:
-            console.print(f"Live traffic: {prod} still answers every request; version "
-                          f"{version} also scores each one afterwards, and its answers are "
-                          "only logged (route \"shadow\"), never returned. Compare them with "
-                          f"planta predictions {usecase} --version {version}.")
-        console.print(f"Undo: planta stop {usecase} {version} --reason \"...\". Go all the "
-                      f"way: planta promote {usecase} {version} --reason \"...\".")
+            console.print(tr("cli.live.shadow_beside", version=version, prod=prod,
+                             usecase=usecase))
+        console.print(tr("cli.live.shadow_undo", usecase=usecase, version=version))
     else:
         assert moved is not None
-        console.print(f"{usecase}: version {version} is off live traffic and a "
-                      f"[bold]candidate[/] again (stop by {moved.actor}: {reason}).")
-        console.print("Live traffic: " + (f"{prod} answers every request." if prod else
-                                          "there is no production version."))
-        console.print(f"Undo: planta {moved.from_state} {usecase} {version} "
-                      + ("--share 0.1 " if moved.from_state == "canary" else "")
-                      + "--reason \"...\".")
+        console.print(tr("cli.live.stopped", usecase=usecase, version=version,
+                         actor=moved.actor, reason=reason))
+        console.print(tr("cli.live.stopped_prod", prod=prod) if prod else
+                      tr("cli.live.stopped_none"))
+        console.print(tr("cli.live.stopped_undo", state=moved.from_state, usecase=usecase,
+                         version=version,
+                         share="--share 0.1 " if moved.from_state == "canary" else ""))
 
 
 @handle_errors

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from planta.cli.output import JSON_OPTION, console, handle_errors, print_json, table
+from planta.cli.output import JSON_OPTION, console, handle_errors, print_json, table, tr
 
 if TYPE_CHECKING:
     from planta.services.workspace import Workspace
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 token_app = typer.Typer(help="Create, revoke and list API tokens (each with a role).",
                         no_args_is_help=True)
 
+# English in --json (scripts read it); said in the CLI's language on the console.
 ONCE_WARNING = ("Copy this token now: it will not be shown again (planta keeps only a hash). "
                 "Give each person their own token, named after them, so that the audit trail "
                 "says who did what; never share one token between people.")
@@ -49,12 +50,11 @@ def create(name: str = typer.Option(..., "--name", help="Who holds it: a person 
         print_json({"ok": True, "token": token.to_dict(), "secret": secret,
                     "warning": ONCE_WARNING})
         return
-    console.print(f"Created token {token.name!r} with role {token.role.value} "
-                  f"(id {token.id}):", markup=False, soft_wrap=True)
+    console.print(tr("cli.token.created", name=token.name, role=token.role.value,
+                     id=token.id), markup=False, soft_wrap=True)
     console.print(f"\n    {secret}\n", markup=False, soft_wrap=True)
-    console.print(f"[yellow]{ONCE_WARNING}[/]", soft_wrap=True)
-    console.print("Clients send it as the header `Authorization: Bearer <token>`.",
-                  markup=False, soft_wrap=True)
+    console.print(f"[yellow]{tr('cli.token.once')}[/]", soft_wrap=True)
+    console.print(tr("cli.token.header"), markup=False, soft_wrap=True)
 
 
 @token_app.command("revoke")
@@ -72,11 +72,11 @@ def revoke(name_or_id: str = typer.Argument(..., help="The token's name or id.")
     if as_json:
         print_json({"ok": True, "name_or_id": name_or_id, "revoked": revoked})
     elif revoked:
-        console.print(f"Revoked token {name_or_id!r}. A running server refuses it within "
-                      f"{CACHE_TTL_S:.0f} seconds.", markup=False, soft_wrap=True)
-    else:
-        console.print(f"Token {name_or_id!r} was already revoked; nothing changed.",
+        console.print(tr("cli.token.revoked", name=name_or_id, seconds=f"{CACHE_TTL_S:.0f}"),
                       markup=False, soft_wrap=True)
+    else:
+        console.print(tr("cli.token.was_revoked", name=name_or_id), markup=False,
+                      soft_wrap=True)
 
 
 @token_app.command("list")
@@ -93,21 +93,21 @@ def list_tokens(show_all: bool = typer.Option(False, "--all", help="Include revo
         print_json([t.to_dict() for t in items])
         return
     if not items:
-        console.print("No tokens yet. Create one with "
-                      "`planta token create --name <who> --role <role>`.", markup=False)
+        console.print(tr("cli.token.none"), markup=False)
         return
 
     def when(value: object) -> str:
         return "" if value is None else f"{value:%Y-%m-%d %H:%M}"
 
     # The id is in --json; the table keeps to what fits a plant PC's terminal.
-    columns = ["name", "role", "token", "created", "by", "last used"]
+    columns = [tr(f"cli.token.col.{c}") for c in ("name", "role", "token", "created", "by",
+                                                  "last_used")]
     if show_all:
-        columns.append("revoked")
+        columns.append(tr("cli.token.col.revoked"))
     rows = [[t.name, t.role.value, t.shown, when(t.created_at), t.created_by,
              when(t.last_used_at)] + ([when(t.revoked_at)] if show_all else [])
             for t in items]
-    console.print(table("API tokens", columns, rows))
+    console.print(table(tr("cli.token.title"), columns, rows))
 
 
 __all__ = ["ONCE_WARNING", "create", "list_tokens", "revoke", "token_app"]

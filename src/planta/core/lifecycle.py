@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from planta.errors import AccessError, InputError, StateError
+from planta.errors import AccessError, InputError, StateError, keyed, phrase
 
 
 class State(str, Enum):
@@ -173,12 +173,12 @@ class Move:
                 "exception": self.exception}
 
 
-def _enum(kind: type[Enum], value: Any, what: str, hint: str) -> Any:
+def _enum(kind: type[Enum], value: Any, what: str) -> Any:
     try:
         return kind(value)
     except ValueError:
         known = ", ".join(str(m.value) for m in kind)
-        raise InputError(f"{value!r} is not a {what} (known: {known}).", hint=hint) from None
+        raise keyed(InputError, f"life.unknown_{what}", value=value, known=known) from None
 
 
 def check_move(from_state: State | str | None, to_state: State | str, *,
@@ -208,80 +208,83 @@ def check_move(from_state: State | str | None, to_state: State | str, *,
         AccessError: the role is too low, or four-eyes forbids the trainer to approve.
         InputError: an unknown state, action or role, or a missing reason.
     """
-    src = None if from_state is None else _enum(State, from_state, "state", _STATES_HINT)
-    dst = _enum(State, to_state, "state", _STATES_HINT)
-    act = _enum(Action, action, "lifecycle action", "Use promote, decline, canary, shadow, "
-                "stop or rollback.")
-    who = _enum(Role, role, "role", "Roles are viewer, operator, approver and admin.")
-    subject = _subject(usecase, version)
+    src = None if from_state is None else _enum(State, from_state, "state")
+    dst = _enum(State, to_state, "state")
+    act = _enum(Action, action, "action")
+    who = _enum(Role, role, "role")
+    subject, subject_cap = _subject(usecase, version), _subject(usecase, version, cap=True)
 
     rule = next((r for r in RULES if r.from_state == src and r.to_state == dst
                  and r.action == act), None)
     if rule is None:
-        message, hint = _no_rule(subject, src, dst, act, gate_reasons)
-        raise StateError(message, hint=hint)
+        raise _no_rule(subject_cap, src, dst, act, gate_reasons)
     if not who.allows(rule.needs):
         if rule.needs is Role.SYSTEM:
-            raise AccessError(f"{act.value.capitalize()} of {subject} happens by itself "
-                              f"({rule.note}); it is not a move a person makes.",
-                              hint="Promote or roll back instead.")
-        raise AccessError(f"{actor} has the {who.value} role; {act.value} of {subject} needs "
-                          f"the {rule.needs.value} or admin role.",
-                          hint="Ask an approver, or an admin to grant you the approver role.")
+            raise keyed(AccessError, "life.by_itself", act=phrase(f"life.act_cap.{act.value}"),
+                        subject=subject, note=phrase(f"life.note.{act.value}.{dst.value}"))
+        raise keyed(AccessError, "life.role_too_low", actor=actor, role=_role(who),
+                    act=_act(act), subject=subject, needs=_role(rule.needs))
     if src is State.REJECTED and dst is State.PRODUCTION and not exception:
-        message, hint = _rejected_message(subject, gate_reasons)
-        raise StateError(message, hint=hint)
+        raise _rejected(subject_cap, gate_reasons)
     if exception and not rule.exception:
-        raise StateError(f"{subject.capitalize()} is {src.value if src else 'new'}: an exception "
-                         "is only for a version the objective gate rejected.",
-                         hint=f"{act.value.capitalize()} it without --exception.")
+        raise keyed(StateError, "life.not_an_exception", subject=subject_cap,
+                    state=phrase(f"life.is.{src.value}") if src else phrase("life.is.new"),
+                    act=phrase(f"life.act_cap.{act.value}"))
     if four_eyes and rule.four_eyes and trained_by is not None and actor == trained_by:
-        raise AccessError(f"{actor} trained {subject} and four-eyes approval is on: someone "
-                          f"else must {act.value} it.",
-                          hint="Ask another approver.")
+        raise keyed(AccessError, "life.four_eyes", actor=actor, subject=subject, act=_act(act))
     text = (reason or "").strip()
     if rule.needs is not Role.SYSTEM and not text:
-        raise InputError(f"No reason given to {act.value} {subject}: every approval is kept "
-                         "with its reason in the audit trail.",
-                         hint="Add --reason '...' (for example: 'recall 0.86 on May data').")
+        raise keyed(InputError, "life.no_reason", act=_act(act), subject=subject)
     return Move(from_state=src, to_state=dst, action=act, role=who, actor=actor,
                 reason=text, exception=bool(exception))
 
 
-_STATES_HINT = "States are " + ", ".join(s.value for s in State) + "."
-
-
-def _subject(usecase: str | None, version: int | None) -> str:
+def _subject(usecase: str | None, version: int | None, *, cap: bool = False) -> dict[str, Any]:
+    """"version 3 of 'failure'" as a sentence part, said in each language (``cap``: first
+    letter in capitals, to open a sentence)."""
+    end = ".cap" if cap else ""
     if version is None:
-        return "this version" if usecase is None else f"a version of {usecase!r}"
-    return f"version {version}" + ("" if usecase is None else f" of {usecase!r}")
+        return (phrase(f"life.subject.this{end}") if usecase is None else
+                phrase(f"life.subject.some_of{end}", usecase=usecase))
+    return (phrase(f"life.subject.version{end}", version=version) if usecase is None else
+            phrase(f"life.subject.version_of{end}", version=version, usecase=usecase))
 
 
-def _rejected_message(subject: str, gate_reasons: Sequence[str]) -> tuple[str, str]:
-    why = f" ({'; '.join(gate_reasons)})" if gate_reasons else ""
-    message = (f"{subject.capitalize()} was rejected by the objective gate{why}: it cannot go "
-               "to production.")
-    return (message,
-            "An approver can record an exception with --exception --reason '...'.")
+def _act(act: Action) -> dict[str, Any]:
+    """The move as a verb ("promote"), said in each language."""
+    return phrase(f"life.act.{act.value}")
 
 
-def _no_rule(subject: str, src: State | None, dst: State, act: Action,
-             gate_reasons: Sequence[str]) -> tuple[str, str]:
+def _role(role: Role) -> dict[str, Any]:
+    return phrase(f"life.role.{role.value}")
+
+
+def _rejected(subject: dict[str, Any], gate_reasons: Sequence[str]) -> StateError:
+    return keyed(StateError, "life.rejected", subject=subject,
+                 why=phrase("life.rejected.why", reasons="; ".join(gate_reasons))
+                 if gate_reasons else "")
+
+
+def _no_rule(subject: dict[str, Any], src: State | None, dst: State, act: Action,
+             gate_reasons: Sequence[str]) -> StateError:
     if src is State.REJECTED and dst is State.PRODUCTION:
-        return _rejected_message(subject, gate_reasons)
+        return _rejected(subject, gate_reasons)
     allowed = [r for r in RULES if r.from_state == src and r.needs is not Role.SYSTEM]
     if src is State.PRODUCTION:
-        hint = ("A production version leaves production only when another version is promoted "
-                "or an earlier one is rolled back.")
+        hint = phrase("life.hint.production")
     elif allowed:
-        hint = "From " + src.value + " the moves are: " + ", ".join(  # type: ignore[union-attr]
-            f"{r.action.value} → {r.to_state.value}" for r in allowed) + "."
+        hint = phrase("life.hint.moves", state=phrase(f"life.state.{src.value}"),  # type: ignore[union-attr]
+                      moves={"items": [phrase("life.hint.move", act=r.action.value,
+                                              state=phrase(f"life.state.{r.to_state.value}"))
+                                       for r in allowed], "sep": ", "})
     else:
-        hint = "No move leads out of this state."
-    now = src.value if src else "not registered yet"
-    target = dst.value if act.value in (dst.value, "promote", "rollback") else \
-        f"{dst.value} by {act.value}"
-    return f"{subject.capitalize()} is {now}: it cannot go to {target}.", hint
+        hint = phrase("life.hint.stuck")
+    now = phrase(f"life.is.{src.value}") if src else phrase("life.is.unregistered")
+    target = phrase(f"life.state.{dst.value}") if act.value in (
+        dst.value, "promote", "rollback") else phrase("life.target_by", state=phrase(
+            f"life.state.{dst.value}"), act=act.value)
+    return keyed(StateError, "life.no_move", subject=subject, state=now, target=target,
+                 hint=hint)
 
 
 def as_markdown() -> str:

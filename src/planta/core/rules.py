@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from planta.core.spec import Objective
-from planta.errors import ConfigError
+from planta.errors import ConfigError, keyed, phrase
 
 ACTIONS = ("log", "webhook", "mqtt", "retrain")
 OPS = (">=", "<=", "==", "!=", ">", "<")
@@ -376,23 +376,24 @@ def parse_rule(when: str, *, name: str | None = None, objective: Objective | Non
     text = str(when or "").strip()
     label = name or text
     where = f"Rule {label!r}" + (f" of use case {usecase!r}" if usecase else "")
+    # The same words as data, for the errors said in the reader's language.
+    said_where = (phrase("rules.where_of", rule=label, usecase=usecase) if usecase else
+                  phrase("rules.where", rule=label))
     if not text:
-        raise ConfigError(f"{where} has no condition.", hint="Add when = \"...\". " + _EXAMPLE)
+        raise keyed(ConfigError, "rules.no_condition", where=said_where)
     parser = _Parser(text, where, objective)
     if not parser.tokens:
-        raise ConfigError(f"{where} has no condition.", hint="Add when = \"...\". " + _EXAMPLE)
+        raise keyed(ConfigError, "rules.no_condition", where=said_where)
     condition, windows = parser.rule()
     unknown = [a for a in actions if a not in ACTIONS]
     if unknown:
-        raise ConfigError(f"{where}: unknown action {unknown[0]!r} in then.",
-                          hint=f"Actions are: {', '.join(ACTIONS)}.")
+        raise keyed(ConfigError, "rules.unknown_action", where=said_where,
+                    action=repr(unknown[0]), known=", ".join(ACTIONS))
     if isinstance(resolve_after, bool) or not isinstance(resolve_after, int) or resolve_after < 0:
-        raise ConfigError(f"{where}: resolve_after = {resolve_after!r} is not a whole number.",
-                          hint="Write resolve_after = 2 (false windows before the alert "
-                               "resolves itself), or 0 to leave resolving to a person.")
+        raise keyed(ConfigError, "rules.resolve_after", where=said_where,
+                    value=repr(resolve_after))
     if len(label) > 200:
-        raise ConfigError(f"{where}: the name is longer than 200 characters.",
-                          hint="Give the rule a short name = \"...\".")
+        raise keyed(ConfigError, "rules.long_name", where=said_where)
     return Rule(name=label, when=text, condition=condition, windows=windows,
                 actions=tuple(dict.fromkeys(actions)), resolve_after=resolve_after,
                 webhook_url=webhook_url, mqtt_topic=mqtt_topic)
@@ -408,25 +409,22 @@ def parse_rules(usecase: str, entries: Any, objective: Objective | None) -> tupl
     if entries is None:
         return ()
     if not isinstance(entries, list):
-        raise ConfigError(f"Use case {usecase!r}: rules must be a list of tables.",
-                          hint="Write each rule as [[usecases." + usecase + ".rules]] with "
-                               "when = \"...\" and then = [\"log\"].")
+        raise keyed(ConfigError, "rules.not_list", usecase=usecase)
     known = {"name", "when", "then", "resolve_after", "webhook_url", "mqtt_topic"}
     rules: list[Rule] = []
     for n, entry in enumerate(entries, start=1):
         if not isinstance(entry, Mapping):
-            raise ConfigError(f"Use case {usecase!r}: rule {n} is not a table.",
-                              hint="Write it as [[usecases." + usecase + ".rules]].")
+            raise keyed(ConfigError, "rules.not_table", usecase=usecase, n=n)
         extra = sorted(set(entry) - known)
         if extra:
-            raise ConfigError(f"Use case {usecase!r}: rule {n} has unknown key {extra[0]!r}.",
-                              hint=f"Rule keys are: {', '.join(sorted(known))}.")
+            raise keyed(ConfigError, "rules.unknown_key", usecase=usecase, n=n,
+                        key=repr(extra[0]), known=", ".join(sorted(known)))
         then = entry.get("then", ["log"])
         if isinstance(then, str):
             then = [then]
         if not isinstance(then, list) or not all(isinstance(a, str) for a in then):
-            raise ConfigError(f"Use case {usecase!r}: rule {n}: then must be a list of "
-                              "actions.", hint=f"Actions are: {', '.join(ACTIONS)}.")
+            raise keyed(ConfigError, "rules.then_list", usecase=usecase, n=n,
+                        known=", ".join(ACTIONS))
         rules.append(parse_rule(
             str(entry.get("when", "")), name=entry.get("name") or None, objective=objective,
             actions=then, resolve_after=entry.get("resolve_after", DEFAULT_RESOLVE_AFTER),
@@ -435,8 +433,7 @@ def parse_rules(usecase: str, entries: Any, objective: Objective | None) -> tupl
     names = [r.name for r in rules]
     for name in names:
         if names.count(name) > 1:
-            raise ConfigError(f"Use case {usecase!r} has two rules called {name!r}.",
-                              hint="Give each rule its own name = \"...\".")
+            raise keyed(ConfigError, "rules.twice", usecase=usecase, name=repr(name))
     return tuple(rules)
 
 

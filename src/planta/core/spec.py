@@ -23,7 +23,7 @@ from enum import Enum
 from typing import Any
 
 from planta.core.drift import MonitorSettings
-from planta.errors import ConfigError
+from planta.errors import ConfigError, keyed, phrase
 
 
 class Task(str, Enum):
@@ -148,7 +148,7 @@ def parse_objective(text: str, task: Task, *, gate_on: str = "lower_bound") -> O
     Cost(missed=5000.0, false_alarm=200.0)
     """
     if gate_on not in ("lower_bound", "point"):
-        raise ConfigError(f"gate_on {gate_on!r} must be 'lower_bound' or 'point'.")
+        raise keyed(ConfigError, "spec.gate_on", value=gate_on)
     text = (text or "").strip()
     if not text:
         default = {Task.BINARY: "pr_auc>=0.5", Task.MULTICLASS: "f1_macro>=0.5",
@@ -157,48 +157,42 @@ def parse_objective(text: str, task: Task, *, gate_on: str = "lower_bound") -> O
     cost_match = _COST.match(text)
     if cost_match:
         if task != Task.BINARY:
-            raise ConfigError("A cost objective needs a binary task (failure / no failure).")
+            raise keyed(ConfigError, "spec.cost_binary")
         values: dict[str, float] = {}
         for part in cost_match.group("body").split():
             key, _, raw = part.partition("=")
             try:
                 values[key.strip()] = float(raw)
             except ValueError:
-                raise ConfigError(f"Objective {text!r}: {part!r} is not key=number.",
-                                  hint="Write it like: cost missed=5000 false_alarm=200") from None
+                raise keyed(ConfigError, "spec.cost_part", text=text, part=part) from None
         if set(values) != {"missed", "false_alarm"}:
-            raise ConfigError(f"Objective {text!r} must give exactly missed= and false_alarm=.",
-                              hint="Write it like: cost missed=5000 false_alarm=200")
+            raise keyed(ConfigError, "spec.cost_keys", text=text)
         if min(values.values()) < 0:
-            raise ConfigError(f"Objective {text!r}: costs cannot be negative.")
+            raise keyed(ConfigError, "spec.cost_negative", text=text)
         return Objective(text=text, cost=Cost(values["missed"], values["false_alarm"]),
                          gate_on=gate_on)
     clauses = []
     for part in re.split(r"\s+and\s+|\s*,\s*|\s*&&\s*", text):
         m = _CLAUSE.match(part)
         if not m:
-            raise ConfigError(f"Objective {text!r}: cannot read {part!r}.",
-                              hint="Write conditions like recall>=0.80 and precision>=0.50, "
-                                   "or cost missed=5000 false_alarm=200.")
+            raise keyed(ConfigError, "spec.unreadable", text=text, part=part)
         metric, op = m.group("metric"), m.group("op")
         if metric not in METRICS:
-            raise ConfigError(f"Objective {text!r}: unknown metric {metric!r}.",
-                              hint=f"Known metrics: {', '.join(sorted(METRICS))}.")
+            raise keyed(ConfigError, "spec.unknown_metric", text=text, metric=metric,
+                        known=", ".join(sorted(METRICS)))
         tasks, higher = METRICS[metric]
         if task not in tasks:
-            raise ConfigError(f"Objective {text!r}: {metric} does not apply to a {task.value} "
-                              "task.", hint=_hint_for(task))
+            raise keyed(ConfigError, "spec.wrong_task", text=text, metric=metric,
+                        task=phrase(f"spec.task.{task.value}"), known=_metrics_for(task))
         if (op == ">=") != higher:
-            raise ConfigError(f"Objective {text!r}: {metric} is better when "
-                              f"{'higher' if higher else 'lower'}, so write "
-                              f"{metric}{'>=' if higher else '<='}value.")
+            raise keyed(ConfigError, "spec.direction_higher" if higher else
+                        "spec.direction_lower", text=text, metric=metric)
         clauses.append(Clause(metric, op, float(m.group("target"))))
     return Objective(text=text, clauses=tuple(clauses), gate_on=gate_on)
 
 
-def _hint_for(task: Task) -> str:
-    names = sorted(m for m, (tasks, _) in METRICS.items() if task in tasks)
-    return f"Metrics for a {task.value} task: {', '.join(names)}."
+def _metrics_for(task: Task) -> str:
+    return ", ".join(sorted(m for m, (tasks, _) in METRICS.items() if task in tasks))
 
 
 RETRAIN_POLICIES = ("manual", "canary", "shadow")
@@ -261,32 +255,27 @@ class UseCase:
     @classmethod
     def from_dict(cls, name: str, data: Mapping[str, Any]) -> UseCase:
         if not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", name):
-            raise ConfigError(f"Use case name {name!r} must be lower-case letters, digits, '-' or "
-                              "'_', starting with a letter.")
+            raise keyed(ConfigError, "spec.bad_name", name=name)
         try:
             task = Task(data.get("task", "binary"))
         except ValueError:
-            raise ConfigError(f"Use case {name!r}: task {data.get('task')!r} must be binary, "
-                              "multiclass or regression.") from None
+            raise keyed(ConfigError, "spec.bad_task", name=name,
+                        task=repr(data.get("task"))) from None
         if not data.get("target"):
-            raise ConfigError(f"Use case {name!r} has no target column.",
-                              hint="Add target = \"<column>\" to its section in planta.toml.")
+            raise keyed(ConfigError, "spec.no_target", name=name)
         known = {"task", "target", "objective", "gate_on", "entity", "time", "include", "exclude",
                  "keep", "rows_per_day", "max_latency_ms", "max_bundle_mb", "positive_label",
                  "retention_days", "retention_rows", "retrain_policy"}
         policy = str(data.get("retrain_policy", "manual"))
         if policy not in RETRAIN_POLICIES:
-            raise ConfigError(f"Use case {name!r}: retrain_policy = {policy!r} is not one of "
-                              f"{', '.join(RETRAIN_POLICIES)}.",
-                              hint='Write retrain_policy = "manual" (the default), "canary" or '
-                                   '"shadow".')
+            raise keyed(ConfigError, "spec.retrain_policy", name=name, policy=policy,
+                        known=", ".join(RETRAIN_POLICIES))
         MonitorSettings.from_dict(data.get("monitor"), name)  # a bad [monitor] table fails here
         objective = parse_objective(str(data.get("objective", "")), task,
                                     gate_on=str(data.get("gate_on", "lower_bound")))
         if any(c.metric == "false_alarms_per_day" for c in objective.clauses) and not (
                 data.get("time") or data.get("rows_per_day")):
-            raise ConfigError(f"Use case {name!r}: false_alarms_per_day needs a time column or "
-                              "rows_per_day.", hint="Add --time <column> or rows_per_day = N.")
+            raise keyed(ConfigError, "spec.per_day", name=name)
         return cls(
             name=name, task=task, target=str(data["target"]), objective=objective,
             entity=data.get("entity"), time=data.get("time"),
@@ -317,8 +306,7 @@ def _opt_count(name: str, key: str, value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"Use case {name!r}: {key} = {value!r} is not a positive whole number.",
-                          hint=f"Write {key} = 90 (or remove it to use the project's setting).")
+        raise keyed(ConfigError, "spec.not_count", name=name, key=key, value=repr(value))
     return value
 
 

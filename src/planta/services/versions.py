@@ -20,7 +20,7 @@ import numpy as np
 import planta
 from planta.core.bundle import write_bundle
 from planta.core.models import Predictor
-from planta.errors import NotFoundError
+from planta.errors import NotFoundError, keyed
 from planta.services.ingest import load_contract, parquet_to_frame
 from planta.services.train import TrainEvent, TrainOutcome, train
 from planta.services.workspace import Workspace
@@ -116,8 +116,7 @@ def train_version(ws: Workspace, usecase_name: str, *, budget_s: float, seed: in
     dv = (ws.registry.get_dataset_version(usecase_name, dataset_version)
           if dataset_version is not None else ws.registry.latest_dataset_version(usecase_name))
     if dv is None:
-        raise NotFoundError(f"Use case {usecase_name!r} has no data yet.",
-                            hint=f"Run `planta ingest {usecase_name} <file>` first.")
+        raise keyed(NotFoundError, "err.no_data", usecase=usecase_name)
     contract = load_contract(ws, usecase_name)
     if contract is None:
         contract = Contract.from_dict(_json(ws.artifacts.get_bytes(dv.contract_digest)))

@@ -41,7 +41,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, insert, select, update
 
 from planta.core.rules import Evaluation, Rule, Streak, advance
-from planta.errors import InputError, NotFoundError, StateError
+from planta.errors import InputError, NotFoundError, StateError, keyed, phrase
 from planta.store.audit import AuditLog
 from planta.store.ids import is_id, new_id
 from planta.store.metadata import (
@@ -276,8 +276,7 @@ class AlertStore:
     def _get(conn: Connection, alert_id: str) -> Alert:
         row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).first()
         if row is None:
-            raise NotFoundError(f"There is no alert {alert_id}.",
-                                hint="List alerts with `planta alerts`.")
+            raise keyed(NotFoundError, "alert.unknown", alert=alert_id)
         return _alert(row)
 
     # -- people ----------------------------------------------------------------------------
@@ -294,9 +293,8 @@ class AlertStore:
         with self.store.write() as conn:
             alert = self._get(conn, _check_id(alert_id))
             if alert.state != "open":
-                raise StateError(f"Alert {alert.id} is {alert.state}; only an open alert can be "
-                                 "acknowledged.", hint="List open alerts with "
-                                 "`planta alerts --state open`.")
+                raise keyed(StateError, "alert.not_open", alert=alert.id,
+                            state=phrase(f"alert.state.{alert.state}"))
             conn.execute(update(alerts).where(alerts.c.id == alert.id).values(
                 state="acknowledged", acknowledged_by=actor, acknowledged_at=now,
                 acknowledged_reason=reason))
@@ -317,8 +315,8 @@ class AlertStore:
         with self.store.write() as conn:
             alert = self._get(conn, _check_id(alert_id))
             if not alert.is_active:
-                raise StateError(f"Alert {alert.id} is already resolved (by "
-                                 f"{alert.resolved_by}).", hint="Nothing to do.")
+                raise keyed(StateError, "alert.resolved", alert=alert.id,
+                            by=alert.resolved_by)
             # Start counting afresh, so a still-true rule needs its N windows again.
             conn.execute(update(rule_states).where(
                 rule_states.c.usecase == alert.usecase, rule_states.c.rule == alert.rule)
@@ -451,15 +449,13 @@ class AlertStore:
 def _reason(reason: str | None, verb: str) -> str:
     text = (reason or "").strip()
     if not text:
-        raise InputError(f"A reason is needed to {verb} an alert.",
-                         hint="Say why in a few words, e.g. --reason \"sensor recalibrated\".")
+        raise keyed(InputError, "alert.no_reason", verb=phrase(f"alert.verb.{verb}"))
     return text[:2000]
 
 
 def _check_id(alert_id: str) -> str:
     if not is_id(alert_id):
-        raise NotFoundError(f"There is no alert {alert_id!r} (alert ids are 26 characters).",
-                            hint="List alerts with `planta alerts`.")
+        raise keyed(NotFoundError, "alert.bad_id", alert=repr(alert_id))
     return alert_id
 
 

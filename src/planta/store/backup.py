@@ -47,7 +47,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from planta.errors import IntegrityError, StoreError
+from planta.errors import IntegrityError, StoreError, keyed, phrase
 from planta.store.artifacts import ArtifactStore
 from planta.store.audit import GENESIS, AuditLog
 from planta.store.metadata import Store, open_store, utc_now
@@ -354,30 +354,28 @@ def _target_db(root: Path, store_url: str | None) -> Path:
 
 
 def _refuse_if_not_empty(db_path: Path, artifacts: ArtifactStore) -> None:
-    held: list[str] = []
+    held: list[dict[str, Any]] = []
     if db_path.exists() and db_path.stat().st_size > 0:
         conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
         try:
             # Whole statements, not a table name pasted into SQL (bandit B608).
-            for query, what in (("SELECT count(*) FROM model_versions", "model versions"),
-                                ("SELECT count(*) FROM dataset_versions", "dataset versions"),
-                                ("SELECT count(*) FROM audit_events", "audit events")):
+            for query, what in (("SELECT count(*) FROM model_versions", "models"),
+                                ("SELECT count(*) FROM dataset_versions", "datasets"),
+                                ("SELECT count(*) FROM audit_events", "events")):
                 try:
                     n = conn.execute(query).fetchone()[0]
                 except sqlite3.DatabaseError:
                     continue  # no such table (yet): nothing held there
                 if n:
-                    held.append(f"{n} {what}")
+                    held.append(phrase(f"backup.held.{what}", n=n))
         finally:
             conn.close()
     n_artifacts = sum(1 for _ in artifacts.digests())
     if n_artifacts:
-        held.append(f"{n_artifacts} artifacts")
+        held.append(phrase("backup.held.artifacts", n=n_artifacts))
     if held:
-        raise StoreError(f"The store at {db_path} already holds {', '.join(held)}: restoring "
-                         "would replace them.",
-                         hint="Restore into a new project folder, or pass --force to replace "
-                         "this store (back it up first).")
+        raise keyed(StoreError, "backup.not_empty", path=db_path,
+                    held={"items": held, "sep": ", "})
 
 
 @contextmanager
@@ -385,14 +383,12 @@ def _open_tar(src: Path) -> Iterator[tarfile.TarFile]:
     try:
         tar = tarfile.open(src, mode="r:gz")  # noqa: SIM115 - closed below, errors translated
     except (OSError, tarfile.TarError) as exc:
-        raise IntegrityError(f"{src} is not a planta backup: {exc}.",
-                             hint="Choose a file written by `planta backup`.") from exc
+        raise keyed(IntegrityError, "backup.not_backup", src=src, problem=exc) from exc
     with tar:
         try:
             yield tar
         except (tarfile.TarError, EOFError, zlib.error) as exc:
-            raise IntegrityError(f"{src} is damaged: {exc}. Nothing was restored.",
-                                 hint="Use another backup.") from exc
+            raise keyed(IntegrityError, "backup.damaged", src=src, problem=exc) from exc
 
 
 def _checked_member(src: Path, member: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -434,8 +430,7 @@ def _stage(tar: tarfile.TarFile, member: tarfile.TarInfo, work: Path) -> dict[st
 
 def _read_manifest(src: Path, path: Path | None) -> dict[str, Any]:
     if path is None:
-        raise IntegrityError(f"{src} has no {MANIFEST}: it is not a planta backup.",
-                             hint="Choose a file written by `planta backup`.")
+        raise keyed(IntegrityError, "backup.no_manifest", src=src, manifest=MANIFEST)
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
@@ -461,9 +456,7 @@ def _compare(src: Path, manifest: dict[str, Any], staged: dict[str, dict[str, An
     if DB_MEMBER not in present:
         problems.append(f"no {DB_MEMBER}")
     if problems:
-        raise IntegrityError(f"{src} does not match its manifest ({'; '.join(problems)}): "
-                             "nothing was restored.",
-                             hint="The backup is damaged or was altered; use another one.")
+        raise keyed(IntegrityError, "backup.mismatch", src=src, problems="; ".join(problems))
 
 
 __all__ = ["FORMAT", "BackupInfo", "RestoreInfo", "backup", "restore"]

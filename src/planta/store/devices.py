@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from planta.errors import InputError, NotFoundError
+from planta.errors import InputError, NotFoundError, keyed
 from planta.store.audit import AuditLog
 from planta.store.metadata import Store, device_pins, devices, predictions, utc_now
 from planta.store.tokens import TokenStore
@@ -97,9 +97,8 @@ def check_name(name: str, what: str = "device") -> str:
     """A device or group name: 1-100 letters, digits, ``_ . -``, starting with a letter or
     digit (it appears in URLs, MQTT topics and file names)."""
     if not isinstance(name, str) or not NAME.match(name):
-        raise InputError(f"{name!r} is not a {what} name: use 1 to 100 letters, digits, '_', "
-                         "'.' or '-', starting with a letter or digit.",
-                         hint="Name devices after where they stand, for example press-07.")
+        raise keyed(InputError, "device.bad_group" if what == "device group" else
+                    "device.bad_name", name=repr(name))
     return name
 
 
@@ -135,10 +134,8 @@ class DeviceStore:
         with self.store.read() as conn:
             row = conn.execute(select(devices).where(devices.c.name == name)).first()
         if row is not None and row.revoked_at is None:
-            raise InputError(f"Device {name!r} is already enrolled (since "
-                             f"{row.enrolled_at:%Y-%m-%d %H:%M} UTC, by {row.enrolled_by}).",
-                             hint=f"To give it a new token, run `planta devices revoke {name}` "
-                             "first, then enrol it again.")
+            raise keyed(InputError, "device.enrolled", name=name,
+                        since=f"{row.enrolled_at:%Y-%m-%d %H:%M}", by=row.enrolled_by)
         token, secret = self.tokens.create(TOKEN_PREFIX + name, "viewer", actor=actor)
         now = utc_now()
         values = {"usecase": usecase, "device_group": group, "token_id": token.id,
@@ -178,8 +175,7 @@ class DeviceStore:
         with self.store.read() as conn:
             row = conn.execute(select(devices).where(devices.c.name == name)).first()
         if row is None:
-            raise NotFoundError(f"No device is enrolled as {name[:100]!r}.",
-                                hint="See them with `planta devices list`.")
+            raise keyed(NotFoundError, "device.unknown", name=repr(name[:100]))
         return _device(row)
 
     def list(self, usecase: str | None = None) -> list[Device]:

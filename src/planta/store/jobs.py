@@ -57,7 +57,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, func, insert, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
-from planta.errors import InputError, NotFoundError, StateError
+from planta.errors import InputError, NotFoundError, StateError, keyed, phrase
 from planta.store.artifacts import check_digest
 from planta.store.ids import is_id, new_id
 from planta.store.metadata import JOB_STATUSES, Store, jobs, json_ready, utc_now
@@ -182,8 +182,8 @@ class JobQueue:
             if job.status == "cancelled":
                 return job
             if job.status in ("done", "failed"):
-                raise StateError(f"Job {job_id} is already {job.status}; there is nothing to "
-                                 "cancel.", hint=f"See it with `planta jobs show {job_id}`.")
+                raise keyed(StateError, "job.ended", job=job_id,
+                            status=phrase(f"job.status.{job.status}"))
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(
                 status="cancelled", finished_at=utc_now(), lease_until=None,
                 error=f"Cancelled by {actor}."))
@@ -374,14 +374,13 @@ def _lost(job: Job, owner: str) -> StateError:
 
 def _get(conn: Connection, job_id: str, *, lock: bool = False) -> Job:
     if not is_id(job_id):
-        raise NotFoundError(f"{job_id!r} is not a job id (26 characters, such as "
-                            "01J9ZQ4M6T3V8K2X5N7R0B1C4D).", hint="`planta jobs` lists the jobs.")
+        raise keyed(NotFoundError, "job.bad_id", job=repr(job_id))
     query = select(jobs).where(jobs.c.id == job_id)
     if lock and conn.dialect.name == "postgresql":
         query = query.with_for_update()
     row = conn.execute(query).first()
     if row is None:
-        raise NotFoundError(f"There is no job {job_id}.", hint="`planta jobs` lists the jobs.")
+        raise keyed(NotFoundError, "job.unknown", job=job_id)
     return _job(row)
 
 

@@ -53,7 +53,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 
 from planta.core.lifecycle import Role
-from planta.errors import InputError, NotFoundError, PlantaError
+from planta.errors import InputError, NotFoundError, PlantaError, keyed
 from planta.store.audit import AuditLog
 from planta.store.ids import is_id, new_id
 from planta.store.metadata import Store, tokens, utc_now
@@ -140,18 +140,20 @@ def parse_role(value: Role | str) -> Role:
     for role in ROLES:
         if role.value == text:
             return role
-    raise InputError(f"{value!r} is not a token role.",
-                     hint=f"Use one of {_ROLE_NAMES}: viewer reads, operator scores and sends "
-                     "feedback, approver promotes models, admin manages tokens.")
+    raise keyed(InputError, "token.bad_role", value=_quote(value), known=_ROLE_NAMES)
+
+
+def _quote(value: Any) -> str:
+    """``repr`` of a string without its quotes (the catalogue puts quotes of its language
+    around it), ``repr`` of anything else."""
+    text = repr(value)
+    return text[1:-1] if isinstance(value, str) and text[0] == "'" else text
 
 
 def _check_name(name: str) -> str:
     text = name.strip() if isinstance(name, str) else ""
     if not text or len(text) > MAX_NAME_CHARS or not text.isprintable():
-        raise InputError(f"{name!r} is not a token name: it must be 1 to {MAX_NAME_CHARS} "
-                         "printable characters.",
-                         hint="Name each token after the person or system that holds it, "
-                         "for example --name ana.garcia or --name mes-line-3.")
+        raise keyed(InputError, "token.bad_name", name=_quote(name), most=MAX_NAME_CHARS)
     return text
 
 
@@ -195,10 +197,7 @@ class TokenStore:
             clash = conn.scalar(select(tokens.c.id).where(
                 tokens.c.name == name, tokens.c.revoked_at.is_(None)).limit(1))
             if clash is not None:
-                raise InputError(f"An active token is already named {name!r} ({clash}).",
-                                 hint="Give each person or system its own name; to rotate a "
-                                 f"token, create one with a new name, switch over, then run "
-                                 f"`planta token revoke {name}`.")
+                raise keyed(InputError, "token.clash", name=name, clash=clash)
             conn.execute(insert(tokens).values(
                 id=token.id, name=name, role=role.value, hash=secret_digest(secret),
                 prefix=token.prefix, created_by=actor, created_at=token.created_at))
@@ -218,8 +217,7 @@ class TokenStore:
         with self.store.write() as conn:
             rows = self._find(conn, key)
             if not rows:
-                raise NotFoundError(f"No token has the id or name {key!r}.",
-                                    hint="See the tokens with `planta token list --all`.")
+                raise keyed(NotFoundError, "token.unknown", key=key)
             now, revoked = utc_now(), 0
             for row in rows:
                 if row.revoked_at is not None:
