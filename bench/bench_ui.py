@@ -270,12 +270,21 @@ def time_pages(root: Path, reps: int, settle_s: float = 0.0) -> list[dict[str, A
     # The background warm-up's line (planta.services.warmup): how long the first read took.
     warmed = [line for line in srv.log_path.read_text(errors="replace").splitlines()
               if "monitoring caches of" in line]
-    rows.append({"page": "(warm-up)", "skipped": "; ".join(warmed)[:400] or "no line logged"})
+    rows.append({"page": "(warm-up)", "note": "; ".join(_warm_message(w) for w in warmed)
+                 or "no line logged"})
     srv.log_path.unlink(missing_ok=True)
     for row in rows:
         if "ids" in row:
             row["server_ms"] = [server[i] for i in row.pop("ids") if i in server]
     return rows
+
+
+def _warm_message(line: str) -> str:
+    """The warm-up's message out of its JSON log line (the line itself if it is not JSON)."""
+    try:
+        return str(json.loads(line).get("message", line))[:300]
+    except ValueError:
+        return line[:300]
 
 
 def _p95(values: list[float]) -> float:
@@ -290,6 +299,9 @@ def report(doc: dict[str, Any]) -> str:
     for row in doc["pages"]:
         if "skipped" in row:
             lines.append(f"| `{row['page']}` | skipped: {row['skipped']} | | | | |")
+            continue
+        if "note" in row:
+            lines.append(f"| `{row['page']}` | {row['note']} | | | | |")
             continue
         s, w = row["server_ms"], row["wall_ms"]
         lines.append(f"| `{row['page']}` | {row['status']} | {row['first_ms']:.0f} | "
@@ -309,6 +321,22 @@ def report(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _logged_rows(root: Path) -> int:
+    """Predictions in the project's log (for the report's first line)."""
+    from sqlalchemy import func, select
+
+    from planta.services.workspace import Workspace
+    from planta.store.metadata import predictions
+
+    ws = Workspace.open(root)
+    try:
+        with ws.store.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(predictions)
+                                    .where(predictions.c.usecase == USECASE)).scalar_one())
+    finally:
+        ws.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -321,10 +349,20 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=0.0,
                         help="seconds to wait after /readyz before the first page (lets the "
                              "background warm-up finish)")
+    parser.add_argument("--project", type=Path,
+                        help="time the pages of this project instead (kept as it is: no fill, "
+                             "no cache deleted unless --cold-cache), e.g. the year that "
+                             "`bench_performance.py --through-log` wrote through planta's own "
+                             "log writer, with its monitoring caches counted as written")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
+    global PROJECT
+    if args.project is not None:
+        PROJECT = args.project.resolve()
+        args.rows = _logged_rows(PROJECT)
     marker = PROJECT / "bench-rows.txt"
-    if args.fresh or not marker.exists() or marker.read_text().strip() != str(args.rows):
+    stale = not marker.exists() or marker.read_text().strip() != str(args.rows)
+    if args.project is None and (args.fresh or stale):
         build_project(PROJECT)
         shutil.rmtree(BARE, ignore_errors=True)
         print(f"log filled in {fill_log(PROJECT, args.rows):.0f} s", file=sys.stderr)
