@@ -9,10 +9,10 @@ outbox. It keeps a persistent session (MQTT 3.1.1 ``clean_session=False`` with a
 id), so while the device is down or reconnecting the broker keeps its readings, and after a
 reconnect it sends again every reading it had not seen acknowledged. A reading whose PUBACK
 was lost (the broker restarted before it arrived) comes again flagged as a duplicate with the
-same packet id; the link remembers, for each packet id, the last reading it stored under it (a
-hash of its topic and payload, in a fixed 512 KiB table) and acknowledges such a repeat without
-predicting it again. Only a repeat whose packet id was reused since is predicted twice (the
-hub then holds two predictions for it, with their own ids): at least once, never lost.
+same packet id; the link remembers the last ``REMEMBER_STORED`` readings it stored (a hash of
+packet id, topic and payload each, in a fixed ring of integers) and acknowledges such a repeat
+without predicting it again. Only a repeat older than that memory is predicted twice (the hub
+then holds two predictions for it, with their own ids): at least once, never lost.
 
 **A publisher's re-sends.** A publisher that sends a reading again on its own (its PUBACK was
 lost, it restarted and replays) makes a new message the broker cannot tell from a new reading.
@@ -57,11 +57,12 @@ from planta_edge.runtime import EdgeRuntime, Prediction
 
 log = logging.getLogger("planta_edge.mqtt")
 
-# Packet ids are 16-bit: the stored-readings table has one slot per id (a hash of the topic
-# and payload last stored under it). A broker re-sends at most its in-flight window
-# (max_inflight_messages, 1,000 advised) and reuses an id only after its PUBACK, so a re-send
-# finds its slot; a fixed table also makes no garbage, unlike a window of Python objects.
-PACKET_IDS = 65_536
+# How many stored readings the link remembers, to recognise the broker's re-sends: a broker
+# re-sends at most its in-flight window (max_inflight_messages, 1,000 advised), so four times
+# that covers a restart with room to spare. Keyed by packet id AND content: a restarted broker
+# may hand out the packet ids of re-sends still to come to new messages. A fixed ring of
+# integers (32 KiB) makes no garbage, unlike a window of Python objects.
+REMEMBER_STORED = 4_096
 # The most messages the link holds between their arrival and the commit of their predictions.
 # The broker sends up to its in-flight window (1,000 advised) before it waits for PUBACKs; when
 # the device scores or commits more slowly than that (a busy CPU, a slow disk), the readings
@@ -187,7 +188,9 @@ class MqttLink:
         self.connects = 0
         self.recent = (RecentReadings(cfg.dedup_fields, window=cfg.dedup_window)
                        if cfg.dedup_fields and cfg.dedup_window > 0 else None)
-        self._stored = np.zeros(PACKET_IDS, dtype=np.int64)  # packet id -> hash; 0: none
+        self._stored = np.zeros(REMEMBER_STORED, dtype=np.int64)  # ring of keys; 0: empty
+        self._stored_next = 0
+        self._pending: collections.Counter[int] = collections.Counter()  # keys not yet settled
         self._stored_lock = threading.Lock()
         self._held = 0                       # messages submitted, not yet committed or failed
         self._room = threading.Condition()
@@ -234,13 +237,20 @@ class MqttLink:
     def _on_message(self, client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         self.received += 1
         mid, qos = msg.mid, msg.qos
-        key = (mid, hash((msg.topic, msg.payload)))
+        key = (mid, hash((mid, msg.topic, msg.payload)) or 1)  # 0 marks an empty slot
         if msg.dup:
-            with self._stored_lock:
-                seen = key[1] != 0 and int(self._stored[mid % PACKET_IDS]) == key[1]
+            with self._stored_lock:  # re-sends are rare: a scan of the ring is fine
+                seen = bool((self._stored == key[1]).any())
+                pending = not seen and self._pending[key[1]] > 0
             if seen:  # stored already; only its PUBACK was lost
                 self.repeats += 1
                 client.ack(mid, qos)
+                return
+            if pending:
+                # The first copy is still being committed (the broker restarted meanwhile):
+                # its commit acknowledges this packet id on the new connection; should that
+                # commit fail, the broker sends the reading again at the next connection.
+                self.repeats += 1
                 return
         try:
             records = parse_payload(msg.payload)
@@ -263,6 +273,8 @@ class MqttLink:
             while self._held >= MAX_IN_MEMORY and not self._stopping:
                 self._room.wait(0.5)
             self._held += 1
+        with self._stored_lock:
+            self._pending[key[1]] += 1
         future = self.runtime.submit(records, [entity] * len(records), source="mqtt")
         future.add_done_callback(lambda f: self._committed(f, key, qos, claimed))
 
@@ -301,15 +313,21 @@ class MqttLink:
 
     def _settle(self, future: Future[list[Prediction]], key: tuple[int, int],
                 qos: int, claimed: list[int]) -> None:
-        if future.exception() is not None:
+        stored = future.exception() is None
+        with self._stored_lock:  # stored and no longer pending in one step (see _on_message)
+            if stored:
+                self._stored[self._stored_next] = key[1]
+                self._stored_next = (self._stored_next + 1) % REMEMBER_STORED
+            self._pending[key[1]] -= 1
+            if self._pending[key[1]] <= 0:
+                del self._pending[key[1]]
+        if not stored:
             # Not acknowledged: the broker sends the reading again after a reconnect.
             if claimed and self.recent is not None:
                 self.recent.release(claimed)
             log.error("reading %d not stored (%s); the broker will send it again", key[0],
                       future.exception())
             return
-        with self._stored_lock:
-            self._stored[key[0] % PACKET_IDS] = key[1]
         self.client.ack(key[0], qos)
         self.acked += 1
 
