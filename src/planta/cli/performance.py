@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from planta.cli.output import JSON_OPTION, console, handle_errors, print_json, table
+from planta.cli.output import JSON_OPTION, console, handle_errors, print_json, table, tr
 from planta.cli.predictions import parse_moment
 
 if TYPE_CHECKING:
@@ -56,7 +56,14 @@ def _cell(est: Estimate | None, metric: str) -> str:
     return f"{est.value * 100:.0f}{span}"
 
 
-_VERDICT = {"met": "met", "not_met": "NOT MET", "unclear": "unclear", "unknown": "-"}
+# Verdict → catalogue key of its table cell ("-" where there is none).
+_VERDICT = {"met": "cli.perf.met", "not_met": "cli.perf.not_met", "unclear": "cli.perf.unclear",
+            "unknown": "-"}
+
+
+def _verdict_cell(verdict: object | None) -> str:
+    state = getattr(verdict, "state", None)
+    return "-" if state is None or _VERDICT.get(state, "-") == "-" else tr(_VERDICT[state])
 
 
 @handle_errors
@@ -83,7 +90,7 @@ def performance(usecase: str = typer.Argument(..., help="Use case name."),
         return
     metric = series.metric
     percent = metric not in ("false_alarms_per_day", "expected_cost", "savings", "rmse", "mae")
-    unit = " (of 100)" if percent else ""
+    unit = tr("cli.perf.of_100") if percent else ""
     rows = []
     for w in series.windows:
         if not w.n_predictions:
@@ -91,19 +98,22 @@ def performance(usecase: str = typer.Argument(..., help="Use case name."),
         real = (w.realised or {}).get(metric)
         rows.append((f"{w.start:%Y-%m-%d %H:%M}", w.n_predictions, w.n_labelled,
                      _cell(real, metric), _cell(w.estimated.get(metric), metric),
-                     _VERDICT[w.realised_verdict.state] if w.realised_verdict else "-",
-                     _VERDICT[w.estimated_verdict.state] if w.estimated_verdict else "-"))
-    console.print(f"[bold]{usecase}[/]: goal {series.objective_words} ({series.objective}); "
-                  f"model version {series.version}.", soft_wrap=True)
+                     _verdict_cell(w.realised_verdict), _verdict_cell(w.estimated_verdict)))
+    console.print(tr("cli.perf.head", usecase=usecase, words=series.objective_words,
+                     objective=series.objective, version=series.version), soft_wrap=True)
     if not rows:
-        console.print("No predictions in this period. Widen it (for example --since 90d).")
+        console.print(tr("cli.perf.no_rows"))
     else:
-        console.print(table(None, ["window (UTC)", "predictions", "with outcome",
-                                   f"measured {metric}{unit}", f"estimated {metric}{unit}",
-                                   "goal (measured)", "goal (estimated)"], rows))
+        console.print(table(None, [tr("cli.perf.col.window"), tr("cli.perf.col.predictions"),
+                                   tr("cli.perf.col.with_outcome"),
+                                   tr("cli.perf.col.measured", metric=metric, unit=unit),
+                                   tr("cli.perf.col.estimated", metric=metric, unit=unit),
+                                   tr("cli.perf.col.goal_measured"),
+                                   tr("cli.perf.col.goal_estimated")], rows))
     validation = series.validation.get(metric)
     if validation is not None:
-        console.print(f"At validation: {metric} {_cell(validation, metric)}{unit}.")
+        console.print(tr("cli.perf.at_validation", metric=metric,
+                         value=_cell(validation, metric), unit=unit))
     for line in series.sentences():
         console.print(f"• {line}", soft_wrap=True)
 

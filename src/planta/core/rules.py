@@ -51,8 +51,6 @@ from planta.errors import ConfigError, keyed, phrase
 ACTIONS = ("log", "webhook", "mqtt", "retrain")
 OPS = (">=", "<=", "==", "!=", ">", "<")
 DEFAULT_RESOLVE_AFTER = 2
-_EXAMPLE = ("Write rules like: psi(torque_nm) > 0.2 for 2 windows, or "
-            "estimated_recall < objective and rejected_rate > 0.05.")
 # Prefixes and suffixes a signal may put around a metric name for ``objective`` to apply.
 _METRIC_PREFIXES = ("estimated_", "realised_", "realized_")
 _METRIC_SUFFIXES = ("_lower", "_upper", "_low", "_high")
@@ -203,24 +201,29 @@ class _Token:
 
 
 class _Parser:
-    def __init__(self, text: str, where: str, objective: Objective | None) -> None:
+    def __init__(self, text: str, where: dict[str, Any], objective: Objective | None) -> None:
+        # ``where`` is a sentence as data (:func:`planta.errors.phrase`), said in each language.
         self.text, self.where, self.objective = text, where, objective
         self.tokens: list[_Token] = []
         self.i = 0
         self.tokens = _tokenize(text, self.fail)
 
-    def fail(self, pos: int, expected: str, found: str | None = None) -> ConfigError:
-        found = found if found is not None else (
-            repr(self.tokens[self.i].text) if self.i < len(self.tokens) else "the end")
-        hint = _EXAMPLE
+    def fail(self, pos: int, expected: str, found: str | None = None,
+             **values: Any) -> ConfigError:
+        """``expected`` is a ``rules.expect.*`` key (``values`` fill it in)."""
+        shown: Any = found if found is not None else (
+            repr(self.tokens[self.i].text) if self.i < len(self.tokens) else
+            phrase("rules.the_end"))
+        key, joined = "rules.position", None
         if (0 < self.i < len(self.tokens)
                 and self.tokens[self.i - 1].kind == "word" and self.tokens[self.i].kind == "word"
                 and self.tokens[self.i].text not in _KEYWORDS
                 and self.tokens[self.i - 1].text not in _KEYWORDS):
+            key = "rules.position_joined"
             joined = f"{self.tokens[self.i - 1].text}_{self.tokens[self.i].text}"
-            hint = f"Signal names have no spaces: did you mean {joined}? " + _EXAMPLE
-        return ConfigError(f"{self.where}: at position {pos} of {self.text!r}, expected "
-                           f"{expected}, found {found}.", hint=hint)
+        return keyed(ConfigError, key, where=self.where, pos=pos, text=repr(self.text),
+                     expected=phrase(f"rules.expect.{expected}", **values), found=shown,
+                     **({"joined": joined} if joined else {}))
 
     def peek(self, offset: int = 0) -> _Token | None:
         j = self.i + offset
@@ -229,10 +232,10 @@ class _Parser:
     def end_pos(self) -> int:
         return len(self.text) + 1
 
-    def take(self, kind: str, expected: str, text: str | None = None) -> _Token:
+    def take(self, kind: str, expected: str, **values: Any) -> _Token:
         token = self.peek()
-        if token is None or token.kind != kind or (text is not None and token.text != text):
-            raise self.fail(token.pos if token else self.end_pos(), expected)
+        if token is None or token.kind != kind:
+            raise self.fail(token.pos if token else self.end_pos(), expected, **values)
         self.i += 1
         return token
 
@@ -245,23 +248,21 @@ class _Parser:
         windows, had_for = 1, self.is_word("for")
         if had_for:
             self.i += 1
-            token = self.take("number", "a whole number of windows after 'for'")
+            token = self.take("number", "windows_after_for")
             try:
                 windows = int(token.text)
             except ValueError:
                 windows = 0
             if windows < 1 or token.text.endswith("%"):
-                raise self.fail(token.pos, "a whole number of windows (1 or more)",
-                                repr(token.text))
+                raise self.fail(token.pos, "windows_min", repr(token.text))
             if not self.is_word("window", "windows"):
                 after = self.peek()
                 raise self.fail(after.pos if after else self.end_pos(),
-                                "'windows' after the number")
+                                "windows_word")
             self.i += 1
         rest = self.peek()
         if rest is not None:
-            expected = ("the end of the rule ('for N windows' goes once, at the end)"
-                        if had_for else "'and', 'or', 'for N windows' or the end")
+            expected = "end_after_for" if had_for else "and_or_for"
             raise self.fail(rest.pos, expected)
         return node, windows
 
@@ -284,20 +285,20 @@ class _Parser:
         if token is not None and token.kind == "lparen":
             self.i += 1
             node = self.expression()
-            self.take("rparen", "')' to close the '(' at position " + str(token.pos))
+            self.take("rparen", "close", at=token.pos)
             return node
         if token is None or token.kind != "word" or token.text.lower() in _KEYWORDS:
             raise self.fail(token.pos if token else self.end_pos(),
-                            "a signal name such as psi(torque_nm) or estimated_recall")
+                            "signal")
         self.i += 1
         signal = token.text.lower()
         nxt = self.peek()
         if nxt is not None and nxt.kind == "lparen":
             self.i += 1
-            arg = self.take("word", "a field name inside the parentheses")
-            self.take("rparen", "')' after the field name")
+            arg = self.take("word", "field")
+            self.take("rparen", "rparen_field")
             signal = f"{signal}({arg.text})"
-        op = self.take("op", "a comparison (>, >=, <, <=, ==, !=) after " + repr(signal))
+        op = self.take("op", "comparison", signal=repr(signal))
         value = self.peek()
         if value is not None and value.kind == "number":
             self.i += 1
@@ -305,18 +306,15 @@ class _Parser:
         if value is not None and value.kind == "word" and value.text.lower() == "objective":
             self.i += 1
             return Comparison(signal, op.text, self.objective_target(signal, value.pos), True)
-        raise self.fail(value.pos if value else self.end_pos(), "a number or 'objective'")
+        raise self.fail(value.pos if value else self.end_pos(), "value")
 
     def objective_target(self, signal: str, pos: int) -> float:
         metric = metric_of(signal)
         clauses = {c.metric: c for c in (self.objective.clauses if self.objective else ())}
         if metric not in clauses:
             have = self.objective.text if self.objective else "none"
-            raise ConfigError(
-                f"{self.where}: at position {pos} of {self.text!r}, 'objective' needs a target "
-                f"for {metric} in the use case's objective, which is {have!r}.",
-                hint=f"Compare with a number instead ({signal} < 0.8), or add {metric} to the "
-                     "use case's objective.")
+            raise keyed(ConfigError, "rules.objective_target", where=self.where, pos=pos,
+                        text=repr(self.text), metric=metric, have=repr(have), signal=signal)
         return clauses[metric].target
 
 
@@ -346,8 +344,7 @@ def _tokenize(text: str, fail: Any) -> list[_Token]:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if m is None:
-            raise fail(pos + 1, "a signal, a comparison, a number or 'and'/'or'",
-                       repr(text[pos]))
+            raise fail(pos + 1, "token", repr(text[pos]))
         kind = m.lastgroup or ""
         if kind != "space":
             tokens.append(_Token(kind, m.group(), pos + 1))
@@ -375,13 +372,12 @@ def parse_rule(when: str, *, name: str | None = None, objective: Objective | Non
     """
     text = str(when or "").strip()
     label = name or text
-    where = f"Rule {label!r}" + (f" of use case {usecase!r}" if usecase else "")
     # The same words as data, for the errors said in the reader's language.
     said_where = (phrase("rules.where_of", rule=label, usecase=usecase) if usecase else
                   phrase("rules.where", rule=label))
     if not text:
         raise keyed(ConfigError, "rules.no_condition", where=said_where)
-    parser = _Parser(text, where, objective)
+    parser = _Parser(text, said_where, objective)
     if not parser.tokens:
         raise keyed(ConfigError, "rules.no_condition", where=said_where)
     condition, windows = parser.rule()

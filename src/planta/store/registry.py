@@ -484,18 +484,14 @@ class Registry:
             found = conn.execute(select(aliases.c.version, aliases.c.share).where(
                 aliases.c.usecase == usecase, aliases.c.alias == "canary")).first()
             if found is None:
-                raise StateError(f"{usecase!r} has no canary version: there is no share to "
-                                 "set.", hint=f"Put a candidate on canary with `planta canary "
-                                 f"{usecase} <version> --share {value:g} --reason '...'`.")
+                raise keyed(StateError, "err.canary.none", usecase=usecase, share=f"{value:g}")
             before = DEFAULT_CANARY_SHARE if found.share is None else float(found.share)
             if found.share is not None and float(found.share) == value:
                 return before
             if four_eyes and value > before and actor == _model_row(
                     conn, usecase, int(found.version)).trained_by:
-                raise AccessError(f"{actor} trained version {found.version} of {usecase!r} and "
-                                  "four-eyes approval is on: someone else must raise its "
-                                  "canary share.", hint="Ask another approver (lowering the "
-                                  "share is allowed).")
+                raise keyed(AccessError, "err.canary.four_eyes", actor=actor,
+                            version=int(found.version), usecase=usecase)
             conn.execute(update(aliases).where(
                 aliases.c.usecase == usecase, aliases.c.alias == "canary")
                 .values(share=value, set_by=actor, set_at=utc_now()))
@@ -519,16 +515,9 @@ class Registry:
             if target is None:
                 current = names.get("production")
                 if current is None:
-                    raise StateError(f"{usecase!r} has no production version: there is nothing "
-                                     "to roll back.",
-                                     hint=f"Promote a candidate with `planta promote {usecase} "
-                                     "<version> --reason '...'`.")
-                raise StateError(f"There is no earlier production version of {usecase!r} to "
-                                 f"roll back to: version {current} is in production and was "
-                                 "the first, or the versions before it were rolled back "
-                                 "already.",
-                                 hint=f"Promote another version with `planta promote {usecase} "
-                                 "<version> --reason '...'`.")
+                    raise keyed(StateError, "err.rollback.no_production", usecase=usecase)
+                raise keyed(StateError, "err.rollback.no_earlier", usecase=usecase,
+                            version=current)
             return self._move(conn, usecase, target, State.PRODUCTION, action=Action.ROLLBACK,
                               actor=actor, role=role, reason=reason)
 
@@ -544,8 +533,8 @@ class Registry:
         if move.to_state is State.CANARY:
             share = DEFAULT_CANARY_SHARE if share is None else _check_share(share)
         elif share is not None:
-            raise InputError(f"A share is only for a move to canary, not to "
-                             f"{move.to_state.value}.", hint="Leave the share out.")
+            raise keyed(InputError, "err.canary.share_only",
+                        state=phrase(f"life.state.{move.to_state.value}"))
         if move.to_state in _SERVING:
             _refuse_a_second(conn, usecase, version, move.to_state)
         at = utc_now()
@@ -714,8 +703,7 @@ def _check_share(share: Any) -> float:
     """A canary share: a number strictly between 0 and 1."""
     if isinstance(share, bool) or not isinstance(share, (int, float)) or \
             not math.isfinite(share) or not 0 < share < 1:
-        raise InputError(f"A canary share must be a number between 0 and 1, not {share!r}.",
-                         hint="0.1 sends one live request in ten to the canary.")
+        raise keyed(InputError, "err.canary.share_range", share=repr(share))
     return float(share)
 
 
@@ -726,14 +714,8 @@ def _refuse_a_second(conn: Connection, usecase: str, version: int, state: State)
         model_versions.c.version != version))
     if current is None:
         return
-    what = ("answers a share of live requests" if state is State.CANARY else
-            "is scored beside production")
-    raise StateError(f"Version {current} of {usecase!r} is already the {state.value} (it "
-                     f"{what}); a use case has one {state.value} at a time, so version "
-                     f"{version} cannot be {state.value} too.",
-                     hint=f"Stop it first with `planta stop {usecase} {current} --reason '...'` "
-                     f"(or promote it with `planta promote {usecase} {current} --reason "
-                     "'...'`).")
+    key = "err.second.canary" if state is State.CANARY else "err.second.shadow"
+    raise keyed(StateError, key, usecase=usecase, current=current, version=version)
 
 
 def _refresh_serving(conn: Connection, usecase: str, actor: str, at: datetime,
