@@ -57,11 +57,22 @@ def run_cli(cwd: Path, lang: str, *args: str, user: str = "ana", **env: str) -> 
 _run = run_cli
 
 
+def copy_of(served_project: Path, tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A private copy of the served project (version 1 in production) for one test module."""
+    root = tmp_path_factory.mktemp(name) / "plant"
+    shutil.copytree(served_project, root)
+    return root
+
+
+def one_line(out: str) -> str:
+    """CLI output with Rich's line wrapping undone."""
+    return " ".join(out.split())
+
+
 @pytest.fixture(scope="module")
 def plant(served_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A copy of the served project (version 1 in production) and a few bad files."""
-    root = tmp_path_factory.mktemp("lang_errors") / "plant"
-    shutil.copytree(served_project, root)
+    root = copy_of(served_project, tmp_path_factory, "lang_errors")
     new = pd.read_csv(root / "new.csv").iloc[:40]
     text = new.copy()
     text["Torque [Nm]"] = text["Torque [Nm]"].astype(object)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_lang_errors import english_left, run_cli
+from test_lang_errors import copy_of, english_left, one_line, run_cli
 
 from planta.i18n import translator
 
@@ -22,13 +22,7 @@ _run = run_cli
 
 @pytest.fixture(scope="module")
 def plant(served_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("lang_lifecycle") / "plant"
-    shutil.copytree(served_project, root)
-    yield root
-
-
-def _one_line(out: str) -> str:
-    return " ".join(out.split())
+    yield copy_of(served_project, tmp_path_factory, "lang_lifecycle")
 
 
 def test_four_eyes_refusal_in_spanish_and_english_unchanged(plant: Path) -> None:
@@ -40,7 +34,7 @@ def test_four_eyes_refusal_in_spanish_and_english_unchanged(plant: Path) -> None
     args = ("promote", "failure", "2", "--reason", "mejor", *extra)
     code, es = _run(plant, "es", *args, user="trainer", PLANTA_FOUR_EYES="1")
     assert code == 1, es
-    assert _one_line(es) == (
+    assert one_line(es) == (
         "Error: trainer entrenó la versión 2 de «failure» y la regla de los cuatro ojos está "
         "activada: la decisión de pasar a producción le corresponde a otra persona. "
         "Qué hacer: Pídaselo a otro aprobador.")
@@ -54,7 +48,7 @@ def test_four_eyes_refusal_in_spanish_and_english_unchanged(plant: Path) -> None
 def test_a_move_the_table_forbids_in_spanish(plant: Path) -> None:
     code, es = _run(plant, "es", "canary", "failure", "1", "--reason", "probar")
     assert code == 1, es
-    assert _one_line(es).startswith(
+    assert one_line(es).startswith(
         "Error: La versión 1 de «failure» está en producción: no puede pasar a canario. "
         "Qué hacer: Una versión sale de producción solo cuando otra pasa a producción"), es
     assert english_left(es) == [], es
@@ -73,7 +67,7 @@ def test_a_bad_objective_in_planta_toml_in_spanish(plant: Path, tmp_path: Path) 
                     encoding="utf-8")
     code, es = _run(root, "es", "models", "failure")
     assert code == 1, es
-    assert _one_line(es).startswith(
+    assert one_line(es).startswith(
         "Error: Objetivo «recall>=0.8 and speed>=1»: «speed» no es una medida que planta "
         "conozca. Qué hacer: Medidas que se pueden usar:"), es
     code, en = _run(root, "en", "models", "failure", "--json")
@@ -82,7 +76,7 @@ def test_a_bad_objective_in_planta_toml_in_spanish(plant: Path, tmp_path: Path) 
     toml.write_text(text.replace("recall>=0.10 and precision>=0.10", "recall>="),
                     encoding="utf-8")
     code, es = _run(root, "es", "models", "failure")
-    assert code == 1 and _one_line(es).startswith(
+    assert code == 1 and one_line(es).startswith(
         "Error: Objetivo «recall>=»: no se entiende «recall>=». Qué hacer: Escriba "
         "condiciones como"), es
 
@@ -90,7 +84,7 @@ def test_a_bad_objective_in_planta_toml_in_spanish(plant: Path, tmp_path: Path) 
 def test_a_bad_token_role_in_spanish(plant: Path) -> None:
     code, es = _run(plant, "es", "token", "create", "--name", "luis", "--role", "jefe")
     assert code == 1, es
-    assert _one_line(es).startswith("Error: «jefe» no es un rol de token. Qué hacer: Use uno "
+    assert one_line(es).startswith("Error: «jefe» no es un rol de token. Qué hacer: Use uno "
                                     "de estos: viewer, operator, approver, admin."), es
     code, en = _run(plant, "en", "token", "create", "--name", "luis", "--role", "jefe",
                     "--json")
@@ -100,7 +94,7 @@ def test_a_bad_token_role_in_spanish(plant: Path) -> None:
                            "operator scores and sends feedback, approver promotes models, "
                            "admin manages tokens.")
     code, es = _run(plant, "es", "token", "revoke", "nadie")
-    assert code == 1 and _one_line(es) == (
+    assert code == 1 and one_line(es) == (
         "Error: Ningún token tiene el id o el nombre «nadie». Qué hacer: Vea los tokens con "
         "`planta token list --all`."), es
 

@@ -8,12 +8,11 @@ test project (version 1 in production, the first one: nothing earlier to roll ba
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_lang_errors import english_left, run_cli
+from test_lang_errors import copy_of, english_left, one_line, run_cli
 
 from planta.errors import InputError, error_words
 from planta.i18n import translator
@@ -21,20 +20,14 @@ from planta.i18n import translator
 
 @pytest.fixture(scope="module")
 def plant(served_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("lang_monitoring") / "plant"
-    shutil.copytree(served_project, root)
-    yield root
-
-
-def _one_line(out: str) -> str:
-    return " ".join(out.split())
+    yield copy_of(served_project, tmp_path_factory, "lang_monitoring")
 
 
 def test_rollback_with_nothing_earlier_in_spanish_and_english_unchanged(plant: Path) -> None:
     args = ("rollback", "failure", "--reason", "volver")
     code, es = run_cli(plant, "es", *args)
     assert code == 1, es
-    assert _one_line(es) == (
+    assert one_line(es) == (
         "Error: No hay ninguna versión anterior de «failure» a la que volver: la versión 1 está "
         "en producción y fue la primera, o las versiones anteriores ya se devolvieron. "
         "Qué hacer: Pase otra versión a producción con `planta promote failure <versión> "
@@ -53,7 +46,7 @@ def test_canary_share_refusals_in_spanish(plant: Path) -> None:
     code, es = run_cli(plant, "es", "canary", "failure", "2", "--share", "1.5",
                        "--reason", "probar")
     assert code in (1, 2), es
-    assert "La parte del canario debe ser un número entre 0 y 1, no 1.5." in _one_line(es), es
+    assert "La parte del canario debe ser un número entre 0 y 1, no 1.5." in one_line(es), es
     from planta.store.registry import _check_share
     with pytest.raises(InputError) as caught:
         _check_share(1.5)
@@ -93,12 +86,12 @@ def test_a_bad_rule_condition_in_spanish_and_english_unchanged() -> None:
 def test_performance_console_in_spanish_and_english_unchanged(plant: Path) -> None:
     code, es = run_cli(plant, "es", "performance", "failure", "--since", "3650d")
     assert code == 0, es
-    line = _one_line(es)
+    line = one_line(es)
     assert "failure: objetivo " in line and "versión del modelo 1" in line, es
     assert ("ventana (UTC)" in line and "con resultado real" in line) or \
         "No hay predicciones en este periodo" in line, es
     code, en = run_cli(plant, "en", "performance", "failure", "--since", "3650d")
-    line = _one_line(en)
+    line = one_line(en)
     assert code == 0 and "failure: goal " in line and "model version 1." in line, en
     assert ("window (UTC)" in line and "with outcome" in line) or \
         "No predictions in this period. Widen it (for example --since 90d)." in line, en
