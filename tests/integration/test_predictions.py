@@ -203,6 +203,39 @@ def test_a_reused_id_fails_alone(log: PredictionLog) -> None:
     assert log.healthy
 
 
+def test_entries_submitted_together_share_one_commit_and_fail_alone(log: PredictionLog) -> None:
+    taken = reserve(1)
+    log.write_now(entry(1, first=taken))
+    malformed = entry(1)
+    malformed.n = 0
+    before = log.commits
+    futures = log.submit_many([entry(1), malformed, entry(1, first=taken), entry(3)])
+    with pytest.raises(InputError, match="at least one record"):
+        futures[1].result(timeout=0)
+    with pytest.raises(StoreError, match="prediction log"):
+        futures[2].result(timeout=30)
+    for f in (futures[0], futures[3]):
+        assert log.get(f.result(timeout=30)) is not None
+    assert log.commits - before == 1  # the reused id failed under its savepoint, same commit
+    assert log.submit_many([]) == []
+
+
+def test_a_group_that_does_not_fit_the_queue_is_refused_whole(sqlite_store: Store) -> None:
+    with PredictionLog(sqlite_store, max_depth=3, max_wait_ms=0) as log:
+        release, holder = hold_write_lock(sqlite_store)
+        try:
+            first = log.submit_many([entry(1), entry(1)])
+            refused = log.submit_many([entry(1), entry(1)])
+            for f in refused:
+                with pytest.raises(StoreError, match="behind"):
+                    f.result(timeout=1)
+        finally:
+            release.set()
+            holder.join()
+        for f in first:
+            assert log.get(f.result(timeout=30)) is not None
+
+
 def test_a_full_queue_refuses_at_once(sqlite_store: Store) -> None:
     with PredictionLog(sqlite_store, max_depth=3, max_wait_ms=0) as log:
         release, holder = hold_write_lock(sqlite_store)

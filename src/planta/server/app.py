@@ -78,6 +78,8 @@ def build_runtime(ws: Workspace, options: ServeOptions) -> Runtime:
 
     def gauges() -> None:
         metrics.log_queue.set(getattr(plog, "depth", 0))
+        metrics.log_rows.set(getattr(plog, "written", 0))
+        metrics.log_commits.set(getattr(plog, "commits", 0))
         try:
             for status, count in rt.jobs.counts().items():
                 metrics.jobs.labels(status).set(count)

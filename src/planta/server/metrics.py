@@ -36,6 +36,12 @@ class Metrics:
                                         ["usecase", "rule"], registry=r)
         self.log_queue = Gauge("planta_prediction_log_queue_depth",
                                "Predictions waiting for the log's next commit", registry=r)
+        # Counters read from the log at each scrape (rows per commit is the group size).
+        self.log_rows = Gauge("planta_prediction_log_rows_written",
+                              "Rows (requests and refusals) the log committed since start",
+                              registry=r)
+        self.log_commits = Gauge("planta_prediction_log_commits",
+                                 "Transactions the log committed since start", registry=r)
         self.jobs = Gauge("planta_jobs", "Jobs in the queue by status", ["status"], registry=r)
         self.model_info = Gauge("planta_model_live", "Live model versions (1 = served)",
                                 ["usecase", "version", "route"], registry=r)

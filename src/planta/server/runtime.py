@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import logging
 import random
 import time
@@ -28,6 +27,7 @@ from planta.errors import ContractError
 from planta.server.guard import Principal
 from planta.server.hub import Hub
 from planta.server.metrics import Metrics
+from planta.server.turns import LogTurn, ScoreTurn
 from planta.services.predict import PredictionBatch, Scorer
 from planta.services.workspace import Workspace
 from planta.store.ids import id_range, reserve
@@ -109,7 +109,8 @@ class Runtime:
     rollup: Any = None         # planta.services.monitor_rollup.Rollup, set from ``log``
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
-    _log_turn: list[tuple[Any, asyncio.Future[Any]]] = field(default_factory=list)
+    _log_turn: LogTurn | None = None
+    _score_turn: ScoreTurn | None = None
 
     def __post_init__(self) -> None:
         # Count each commit into the monitoring caches as it is written, so no page or report
@@ -162,12 +163,17 @@ class Runtime:
 
     async def _score(self, scorer: Scorer, records: Sequence[Mapping[str, Any]],
                      explain: bool) -> PredictionBatch:
-        call = functools.partial(scorer.predict, records, explain=explain,
-                                 range_policy=self.options.range_policy,
-                                 extra_policy=self.options.extra_policy)
         if len(records) <= INLINE_RECORDS:
-            return call()
-        return await run_in_threadpool(call)
+            # Scored with the other small requests of this event-loop turn (one call).
+            if self._score_turn is None:
+                self._score_turn = ScoreTurn(self._score_now)
+            return await self._score_turn.score(scorer, records, explain)
+        return await run_in_threadpool(self._score_now, scorer, records, explain)
+
+    def _score_now(self, scorer: Scorer, records: Sequence[Mapping[str, Any]],
+                   explain: bool) -> PredictionBatch:
+        return scorer.predict(records, explain=explain, range_policy=self.options.range_policy,
+                              extra_policy=self.options.extra_policy)
 
     def _entry(self, first: int, n: int, usecase: str, scorer: Scorer, route: str, channel: str,
                caller: str, request_id: str | None, latency_ms: float, batch: PredictionBatch,
@@ -198,33 +204,11 @@ class Runtime:
             log.warning("shadow scoring of %s v%s failed: %s", usecase, scorer.version, exc)
 
     async def _write_log(self, entry: Any) -> str:
-        """Log ``entry`` and wait until it is committed.
-
-        The entries of all requests scored in one turn of the event loop go to the log's
-        writer together, at the end of that turn: one group commit for them all. Handed over
-        one by one, the writer thread woke on the first (while the next request was still
-        being scored) and committed groups of about one, each commit costing about as much
-        CPU as scoring a record (profiled: bench/RESULTS.md, "Serving").
-        """
-        loop = asyncio.get_running_loop()
-        handed: asyncio.Future[Any] = loop.create_future()
-        if not self._log_turn:
-            loop.call_soon(self._hand_over_log)
-        self._log_turn.append((entry, handed))
-        committed = await handed
-        return str(await asyncio.wrap_future(committed))
-
-    def _hand_over_log(self) -> None:
-        turn, self._log_turn = self._log_turn, []
-        for entry, handed in turn:
-            try:
-                committed = self.log.submit(entry)
-            except Exception as exc:  # a malformed entry: that request fails, not the others
-                if not handed.done():
-                    handed.set_exception(exc)
-                continue
-            if not handed.done():  # a request abandoned meanwhile is still logged
-                handed.set_result(committed)
+        """Log ``entry`` and wait until it is committed (with the rest of this turn's
+        entries: one group commit, one wake-up; planta.server.turns)."""
+        if self._log_turn is None or self._log_turn.log is not self.log:
+            self._log_turn = LogTurn(self.log)
+        return await self._log_turn.write(entry)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -30,10 +30,8 @@ written, by ``planta.services.label_rollup``.
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -251,11 +249,15 @@ def _add_prechecked(baseline: Baseline, entries: list[LogEntry], owner: np.ndarr
     if not keep:
         return True
     contract = baseline.contract
+    equal: set[int] = {id(contract)}  # contracts compared once per call, not per entry
     for i in keep:
         checked = entries[i].checked
-        if checked is None or (checked.contract is not contract
-                               and checked.contract != contract):
+        if checked is None:
             return False
+        if id(checked.contract) not in equal:
+            if checked.contract != contract:
+                return False
+            equal.add(id(checked.contract))
     parts = [entries[i].checked for i in keep]
     ns = np.asarray([entries[i].n for i in keep], dtype=np.int64)
     values = {name: np.concatenate([c.values[name] for c in parts]) for name in parts[0].values}
@@ -275,6 +277,10 @@ def _floor_hour(t: datetime) -> datetime:
 
 def _hour(t: np.datetime64) -> datetime:
     return t.astype("datetime64[s]").item().replace(tzinfo=UTC)
+
+
+# Entries counted between two hand-backs of the interpreter lock (about a millisecond).
+DRAIN_SLICE = 64
 
 
 class Rollup:
@@ -325,9 +331,9 @@ class Rollup:
                 self._thread.start()
 
     def _run(self) -> None:
-        # Below the requests: Linux schedules threads one by one (as warmup does).
-        with contextlib.suppress(AttributeError, OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        # At the normal OS priority, on purpose: this thread holds the interpreter lock while
+        # it counts, and one that the kernel keeps waiting while holding it stalls every
+        # request behind it (50-400 ms p99 tails when it ran at nice 10; bench/RESULTS.md).
         last_flush = time.monotonic()
         while not self._stop.is_set():
             self._wake.wait(self.interval_s)
@@ -369,7 +375,13 @@ class Rollup:
             # over (log_columns.paused_gc measured half the parsing time).
             with paused_gc():
                 for usecase, part in by_usecase.items():
-                    self._count(usecase, part)
+                    # In slices, handing the interpreter lock back between them: a request
+                    # would otherwise wait for the whole count (Python switches threads only
+                    # every 5 ms), which showed as tens of ms in the server's p99 latency.
+                    for start in range(0, len(part), DRAIN_SLICE):
+                        self._count(usecase, part[start:start + DRAIN_SLICE])
+                        if self.background:
+                            time.sleep(0)
             return len(entries)
 
     def _context(self, usecase: str, versions: set[int] | None = None) -> _Context:

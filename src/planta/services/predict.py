@@ -72,6 +72,23 @@ class PredictionBatch:
         return {"prediction": self.prediction, "probability": self.probability,
                 "score": self.score}
 
+    def part(self, lo: int, hi: int) -> PredictionBatch:
+        """Records ``lo`` to ``hi`` (excluded) as a batch of their own: the share of one
+        request in a batch scored for several (planta.server.turns)."""
+        checked = self.checked
+        if checked is not None:
+            checked = Checked(checked.contract, {k: v[lo:hi] for k, v in checked.values.items()},
+                              checked.flagged[lo:hi])
+
+        def cut(column: list[Any] | None) -> list[Any] | None:
+            return None if column is None else column[lo:hi]
+
+        return PredictionBatch(version=self.version, prediction=self.prediction[lo:hi],
+                               probability=cut(self.probability), score=cut(self.score),
+                               flagged=self.flagged[lo:hi], reasons=cut(self.reasons),
+                               entities=cut(self.entities), inputs=self.inputs[lo:hi],
+                               checked=checked)
+
     def record(self, i: int) -> dict[str, Any]:
         """Record ``i``'s answer (without its prediction id)."""
         out: dict[str, Any] = {"prediction": self.prediction[i], "model_version": self.version}

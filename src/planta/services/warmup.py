@@ -22,9 +22,7 @@ synced straight into the store, a log from before the rollup) and the realised p
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -95,10 +93,9 @@ def start_warming(ws: Workspace, stop: threading.Event | None = None,
     answers its first requests before the read begins)."""
 
     def run() -> None:
-        # Linux schedules threads one by one: a lower priority for this one leaves the cores
-        # to the requests while both want them.
-        with contextlib.suppress(AttributeError, OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        # No lower OS priority for this thread: it holds the interpreter lock while it runs,
+        # and a thread the kernel keeps waiting while holding it stalls every request behind
+        # it (measured as 50-400 ms p99 tails: bench/RESULTS.md, "Serving").
         if stop is not None and stop.wait(delay_s):
             return
         try:

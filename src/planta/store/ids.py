@@ -13,7 +13,8 @@ True
 
 from __future__ import annotations
 
-import secrets
+import base64
+import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -23,19 +24,21 @@ _DECODE = {c: i for i, c in enumerate(_ALPHABET)} | {
     c.lower(): i for i, c in enumerate(_ALPHABET)}
 _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 1,024 two-character suffixes
 _MAX = (1 << 128) - 1
+_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
 _lock = threading.Lock()
 _last = 0
+# Random bits from os.urandom, read 4 KiB at a time (one system call per 400 ids, not per id).
+_POOL_BYTES = 4096
+_pool = b""
+_pool_at = 0
 
 
 def encode(value: int) -> str:
     """A 128-bit integer as a 26-character ULID."""
     if not 0 <= value <= _MAX:
         raise ValueError(f"{value} does not fit in a ULID")
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    # 160 bits are 32 base32 characters; the first 6 carry 30 of the 32 leading zero bits.
+    return base64.b32encode(value.to_bytes(20, "big")).translate(_CROCKFORD)[6:].decode()
 
 
 def decode(text: str) -> int:
@@ -65,10 +68,14 @@ def reserve(n: int = 1) -> int:
 
     The random part starts below half its range, so a batch never carries into the timestamp.
     """
-    global _last
+    global _last, _pool, _pool_at
     now_ms = time.time_ns() // 1_000_000
     with _lock:
-        first = (now_ms << 80) | secrets.randbits(79)
+        if _pool_at + 10 > len(_pool):
+            _pool, _pool_at = os.urandom(_POOL_BYTES), 0
+        random79 = int.from_bytes(_pool[_pool_at:_pool_at + 10], "big") >> 1
+        _pool_at += 10
+        first = (now_ms << 80) | random79
         if first <= _last:
             first = _last + 1
         _last = first + max(n, 1) - 1

@@ -287,6 +287,27 @@ class PredictionLog:
         _check(entry)
         return self._enqueue("p", entry)
 
+    def submit_many(self, entries: Sequence[LogEntry]) -> list[Future[str]]:
+        """Queue ``entries`` together (one lock, one wake-up of the writer); one future each,
+        in order. Entries queued together are committed in one transaction when they fit in
+        ``max_batch_rows`` with what is already waiting. A malformed entry's future fails with
+        :class:`InputError` and the others are queued."""
+        futures: list[Future[str] | None] = []
+        items: list[_Item] = []
+        for entry in entries:
+            try:
+                _check(entry)
+            except InputError as exc:
+                failed: Future[str] = Future()
+                failed.set_exception(exc)
+                futures.append(failed)
+                continue
+            item = _Item("p", entry, Future())
+            items.append(item)
+            futures.append(None)
+        queued = iter(self._enqueue_items(items))
+        return [f if f is not None else next(queued) for f in futures]
+
     async def write(self, entry: LogEntry) -> str:
         """Log ``entry`` and wait, without blocking the event loop, until it is committed."""
         return await asyncio.wrap_future(self.submit(entry))
@@ -310,19 +331,26 @@ class PredictionLog:
         return self._enqueue("r", row)
 
     def _enqueue(self, kind: str, row: Any) -> Future[str]:
-        future: Future[str] = Future()
+        return self._enqueue_items([_Item(kind, row, Future())])[0]
+
+    def _enqueue_items(self, items: list[_Item]) -> list[Future[str]]:
+        if not items:
+            return []
         with self._cond:
             if self._closing:
-                future.set_exception(StoreError(
-                    "The prediction log is closed; the entry was not written.",
-                    hint="This happens while planta shuts down; send the request again."))
-                return future
-            if self._pending >= self.max_depth:
-                future.set_exception(StoreError(
-                    f"The prediction log is {self._pending:,} entries behind; the entry was "
-                    f"not written ({self._last_error or 'the store is slow'}).",
-                    hint="Check the disk and the database; planta retries on the next entry."))
-                return future
+                for item in items:
+                    item.future.set_exception(StoreError(
+                        "The prediction log is closed; the entry was not written.",
+                        hint="This happens while planta shuts down; send the request again."))
+                return [item.future for item in items]
+            if self._pending + len(items) > self.max_depth:
+                for item in items:
+                    item.future.set_exception(StoreError(
+                        f"The prediction log is {self._pending:,} entries behind; the entry "
+                        f"was not written ({self._last_error or 'the store is slow'}).",
+                        hint="Check the disk and the database; planta retries on the next "
+                             "entry."))
+                return [item.future for item in items]
             if self._thread is None:
                 # Daemon: an interpreter exiting without close() must not hang on it; what was
                 # queued then was never acknowledged (no future resolved), so nothing
@@ -330,16 +358,17 @@ class PredictionLog:
                 self._thread = threading.Thread(target=self._run, name="planta-prediction-log",
                                                 daemon=True)
                 self._thread.start()
-            self._pending += 1
-            self._queue.append(_Item(kind, row, future))
-            # Wake the writer only when it may be waiting: on the first entry, and when a
+            was = len(self._queue)
+            self._pending += len(items)
+            self._queue.extend(items)
+            # Wake the writer only when it may be waiting: on the first entries, and when a
             # full batch is ready. A notify per entry would wake it thousands of times a second.
-            if len(self._queue) == 1:
+            if was == 0:
                 self._first_at = time.monotonic()
                 self._cond.notify()
-            elif len(self._queue) == self.max_batch_rows:
+            elif was < self.max_batch_rows <= len(self._queue):
                 self._cond.notify()
-        return future
+        return [item.future for item in items]
 
     def close(self, drain: bool = True) -> None:
         """Stop the writer: with ``drain`` write everything queued first, otherwise fail the
