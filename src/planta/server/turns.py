@@ -82,11 +82,12 @@ class ScoreTurn:
                 members: list[tuple[Records, asyncio.Future[PredictionBatch]]]) -> None:
         if len(members) > 1:
             together = [r for records, _ in members for r in records]
+            batch: PredictionBatch | None
             try:
                 batch = self._score(scorer, together, explain)
             except Exception:  # noqa: BLE001 - each request is scored alone and gets its own
-                pass
-            else:
+                batch = None
+            if batch is not None:
                 lo = 0
                 for records, done in members:
                     hi = lo + len(records)
