@@ -70,7 +70,8 @@ class ScoreTurn:
             scorer = scorers[key]
             start = 0
             while start < len(members):
-                chunk, total = [], 0
+                chunk: list[tuple[Records, asyncio.Future[PredictionBatch]]] = []
+                total = 0
                 while start < len(members) and (
                         not chunk or total + len(members[start][0]) <= MAX_SHARED_RECORDS):
                     chunk.append(members[start])
