@@ -163,6 +163,22 @@ def test_threshold_leaves_room_for_the_lower_bound_gate() -> None:
     assert "room" in safe.rule
 
 
+def test_threshold_with_room_passes_a_fresh_holdouts_lower_bound_most_of_the_time() -> None:
+    # Out-of-fold rows choose the threshold; a fresh holdout a quarter their size is then
+    # judged by the gate's lower bound (point − 1.96 standard errors). With room for only the
+    # lower bound, about half the holdouts would fail a model whose true recall meets it.
+    objective = parse_objective("recall>=0.6", Task.BINARY)
+    passed = 0
+    for seed in range(120):
+        y, p = _binary(4000, 0.1, seed=seed)
+        threshold = choose_threshold(y, p, objective, gate_rows=1000).threshold
+        y_h, p_h = _binary(1000, 0.1, seed=10_000 + seed)
+        caught = p_h[y_h == 1] >= threshold
+        recall = caught.mean()
+        lower = recall - 1.96 * np.sqrt(recall * (1 - recall) / caught.size)
+        passed += lower >= 0.6
+    assert passed >= 0.7 * 120
+
 def test_threshold_is_between_scores() -> None:
     y = np.array([0, 1, 0, 1])
     p = np.array([0.1, 0.4, 0.3, 0.9])
