@@ -2,10 +2,13 @@
 
 A metric in the registry is ``{"value": v, "lower": l, "upper": u}`` (the 95 % bootstrap
 interval on the holdout). A sentence counts out of 100 (or 1,000 when the rate is small) and
-says "give or take" half the interval's width::
+says "give or take" half the interval's width, or names both ends when the interval is
+lopsided (near 0 % or 100 %)::
 
     recall 0.84 (0.79–0.89)  →  "Out of 100 real cases of “Machine failure”, this model
                                  would catch 84, give or take 5."
+    precision 1.0 (0.70–1.0) →  "Out of 100 alarms it raises, 100 would be real cases of
+                                 “Machine failure”, somewhere between 70 and 100."
 
 Only metrics with a sentence are shown; a name like ROC-AUC never appears without its plain
 line beside it.
@@ -67,9 +70,15 @@ def metric_sentences(task: str, metrics: Mapping[str, Any], t: Translate, *, tar
         if name in _COUNTED:
             # A rare event (false alarms) reads better out of 1,000 than as "0 out of 100".
             base = 1000 if name == "false_alarm_rate" and value < 0.05 else 100
+            kw = {"n": round(value * base), "base": f"{base:,}", "target": target}
+            if low is not None and high is not None and _lopsided(value, low, high):
+                # At 100 % (9 alarms of 9), "100, give or take 15" would promise up to 115
+                # out of 100: name the two ends instead.
+                out.append(t(f"metric.{name}", **kw) + t(
+                    "metric.between", low=round(low * base), high=round(high * base)) + ".")
+                continue
             counted = None if width is None else str(round(width * base))
-            out.append(_with_pm(t, name, counted, n=round(value * base), base=f"{base:,}",
-                                target=target))
+            out.append(_with_pm(t, name, counted, **kw))
         else:
             suffix = f" {unit}" if unit and name in ("mae", "rmse") else ""
             shown = f"{value * 100:.0f}" if name == "f1_macro" else _number(value)
@@ -77,6 +86,13 @@ def metric_sentences(task: str, metrics: Mapping[str, Any], t: Translate, *, tar
                                                  else _width(width))
             out.append(_with_pm(t, name, quoted, n=shown + suffix, target=target))
     return out
+
+
+def _lopsided(value: float, low: float, high: float) -> bool:
+    """Whether "give or take" half the width would misstate the interval: one side more than
+    twice the other (typical near 0 % and 100 %)."""
+    below, above = value - low, high - value
+    return max(below, above) > 2 * min(below, above) + 1e-9 and high > low
 
 
 def _with_pm(t: Translate, name: str, pm: str | None, **kw: Any) -> str:

@@ -110,6 +110,16 @@ def test_metrics_read_as_counts_out_of_100_with_their_interval() -> None:
     assert es[0] == "De cada 100 casos reales de «fallo», este modelo detectaría 84, más o menos 5."
 
 
+def test_a_lopsided_interval_names_both_ends() -> None:
+    # 9 alarms of 9 real: "100, give or take 15" would promise up to 115 out of 100.
+    metrics = {"precision": {"value": 1.0, "lower": 0.70, "upper": 1.0}}
+    [line] = metric_sentences("binary", metrics, translator("en"), target="Machine failure")
+    assert line.endswith("100 would be real cases of “Machine failure”, somewhere between 70 "
+                         "and 100.")
+    [es] = metric_sentences("binary", metrics, translator("es"), target="fallo")
+    assert es.endswith("entre 70 y 100.") and "más o menos" not in es
+
+
 def test_objective_in_plain_words_in_both_languages() -> None:
     from planta.core.spec import parse_objective
 

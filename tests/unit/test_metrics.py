@@ -16,6 +16,7 @@ from planta.core.metrics import (
     evaluate_gate,
     multiclass_metrics,
     regression_metrics,
+    wilson_interval,
 )
 from planta.core.spec import Task, parse_objective
 from planta.errors import ConfigError
@@ -84,7 +85,29 @@ def test_bootstrap_resamples_keep_the_class_balance() -> None:
     y = np.r_[np.ones(5, int), np.zeros(195, int)]
     p = np.r_[np.linspace(0.6, 0.9, 5), np.linspace(0.0, 0.7, 195)]
     est = bootstrap_metrics(Task.BINARY, y, p, threshold=0.5, n_resamples=500)
-    assert est["recall"].lower == 1.0 and est["roc_auc"].upper <= 1.0
+    assert est["recall"].value == 1.0 and est["recall"].upper == 1.0
+    assert 0.0 <= est["roc_auc"].lower <= est["roc_auc"].upper <= 1.0
+    # Every resample catches all 5, yet 5 of 5 does not prove a perfect recall: the interval
+    # is Wilson's for 5 of 5, not the bootstrap's collapsed "1 to 1".
+    assert est["recall"].lower == pytest.approx(wilson_interval(5, 5)[0])
+    assert est["recall"].lower < 0.6
+
+
+def test_a_handful_of_cases_cannot_pass_a_demanding_gate() -> None:
+    # 3 failures in the holdout, all caught: the point estimate is 100 %, but "catch at least
+    # 90 %" is not shown by 3 cases; the lower bound says so.
+    y = np.r_[np.ones(3, int), np.zeros(300, int)]
+    p = np.r_[np.full(3, 0.9), np.linspace(0.0, 0.4, 300)]
+    est = bootstrap_metrics(Task.BINARY, y, p, threshold=0.5, n_resamples=300)
+    assert est["recall"].value == 1.0 and est["recall"].lower < 0.9
+    assert est["precision"].value == 1.0 and est["precision"].lower < 0.9
+    assert est["specificity"].lower < 1.0 <= est["specificity"].upper
+
+
+def test_wilson_interval_matches_the_textbook() -> None:
+    # 81 of 263 at 95 %: Wilson (1927) as in Newcombe (1998), table I, example (0.2553, 0.3662).
+    low, high = wilson_interval(81, 263)
+    assert low == pytest.approx(0.2553, abs=5e-4) and high == pytest.approx(0.3662, abs=5e-4)
 
 
 def test_intervals_cover_the_true_value() -> None:

@@ -172,6 +172,7 @@ def bootstrap_metrics(task: Task, y_true: np.ndarray, predicted: np.ndarray, *,
             if key in parts:
                 parts[key].append(values)
     alpha = (1.0 - level) / 2.0
+    counts = rate_counts(y, p, threshold) if task == Task.BINARY else {}
     out: dict[str, Estimate] = {}
     for key, value in point.items():
         draws = np.concatenate(parts[key])
@@ -179,9 +180,53 @@ def bootstrap_metrics(task: Task, y_true: np.ndarray, predicted: np.ndarray, *,
         if draws.size == 0:
             out[key] = Estimate(value, math.nan, math.nan)
             continue
-        low, high = np.quantile(draws, [alpha, 1.0 - alpha])
-        out[key] = Estimate(value, float(low), float(high))
+        low, high = (float(q) for q in np.quantile(draws, [alpha, 1.0 - alpha]))
+        out[key] = Estimate(value, *widen_rate(key, low, high, counts, level))
     return out
+
+
+def widen_rate(key: str, low: float, high: float, counts: Mapping[str, tuple[float, float]],
+               level: float) -> tuple[float, float]:
+    """A bootstrap interval of a rate metric, widened to at least the Wilson interval of its
+    count (``counts``: :func:`rate_counts`); other metrics unchanged.
+
+    A percentile bootstrap collapses at 0 % and 100 % (9 alarms, all real: "1 to 1"), as if 9
+    alarms proved that every future alarm is real; the Wilson interval of the same count does
+    not. Whichever is wider is kept on each side.
+    """
+    if key not in counts or not (math.isfinite(low) and math.isfinite(high)):
+        return low, high
+    w_low, w_high = wilson_interval(*counts[key], level=level)
+    return min(low, w_low), max(high, w_high)
+
+
+def wilson_interval(successes: float, trials: float, *, level: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion: sensible at 0 and 1 and for few trials.
+
+    >>> [round(v, 3) for v in wilson_interval(9, 9)]
+    [0.701, 1.0]
+    >>> [round(v, 3) for v in wilson_interval(0, 0)]
+    [0.0, 1.0]
+    """
+    if trials <= 0:
+        return 0.0, 1.0
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
+    rate, z2 = successes / trials, z * z
+    centre = (rate + z2 / (2 * trials)) / (1 + z2 / trials)
+    half = z * math.sqrt(rate * (1 - rate) / trials + z2 / (4 * trials * trials)) / (1 + z2 / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def rate_counts(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, tuple[float, float]]:
+    """(successes, trials) behind each binary rate metric at ``threshold``."""
+    pos, alarm = y == 1, p >= threshold
+    tp, fp = float((pos & alarm).sum()), float((~pos & alarm).sum())
+    n_pos, n_neg = float(pos.sum()), float((~pos).sum())
+    return {"recall": (tp, n_pos), "precision": (tp, tp + fp),
+            "specificity": (n_neg - fp, n_neg), "false_alarm_rate": (fp, n_neg),
+            "accuracy": (tp + n_neg - fp, n_pos + n_neg)}
 
 
 def _resample_weights(n: int, strata: np.ndarray | None, n_resamples: int,
@@ -513,7 +558,10 @@ def _standard_error(metric: str, table: dict[str, np.ndarray], tp: np.ndarray, f
     """Binomial (Poisson for counts per day) standard error at the gate's sample size."""
     def binom(rate: np.ndarray, n: np.ndarray | float) -> np.ndarray:
         n_gate = np.maximum(np.asarray(n, dtype=float) * fraction, 1.0)
-        return np.asarray(np.sqrt(np.clip(rate * (1 - rate), 0, None) / n_gate))
+        # Agresti–Coull (two successes and two failures added): at a rate of 0 or 1 the plain
+        # binomial error is 0, which would call 9 alarms out of 9 a certain 100 %.
+        adjusted = (rate * n_gate + 2.0) / (n_gate + 4.0)
+        return np.asarray(np.sqrt(adjusted * (1 - adjusted) / (n_gate + 4.0)))
 
     if metric == "recall":
         return binom(table["recall"], n_pos)

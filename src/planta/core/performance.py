@@ -33,7 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from planta.core.metrics import Estimate, _binary_from_weights, bootstrap_metrics
+from planta.core.metrics import (
+    Estimate,
+    _binary_from_weights,
+    bootstrap_metrics,
+    rate_counts,
+    widen_rate,
+)
 from planta.core.spec import Clause, Cost, Objective, Task
 from planta.errors import InputError
 
@@ -321,9 +327,10 @@ def _binary_from_counts(y_true: np.ndarray, probability: np.ndarray, *, threshol
     with warnings.catch_warnings():  # a metric undefined in every draw: NaN bounds
         warnings.simplefilter("ignore", RuntimeWarning)
         lows, highs = np.nanquantile(drawn, [alpha, 1.0 - alpha], axis=1)
-    out = {key: Estimate(float(table[key][0]), float(lows[i]), float(highs[i]))
-           for i, key in enumerate(names)}
-    return out
+    counts = rate_counts(y, alarm.astype(np.float64), 0.5)
+    return {key: Estimate(float(table[key][0]),
+                          *widen_rate(key, float(lows[i]), float(highs[i]), counts, level))
+            for i, key in enumerate(names)}
 
 
 # ---------------------------------------------------------------------------------------------
