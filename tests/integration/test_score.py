@@ -7,6 +7,7 @@ with a planta error, leave no output that looks complete, and leave no thread be
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -290,3 +291,30 @@ def test_an_excel_column_with_a_typo_is_rejected_not_a_crash(ws: Workspace,
     out = pd.read_csv(tmp_path / "out.csv", dtype={"Torque [Nm]": str})
     assert out["Torque [Nm]"][3] == "high" and out["status"][3] == "rejected"
     assert out["reason"][3].startswith("type: Row 4, column 'Torque [Nm]'")
+
+
+@pytest.mark.parametrize(("limits", "failing"), [
+    ({"max_latency_ms": 1e-6}, "latency_ms"),
+    ({"max_bundle_mb": 0.001}, "bundle_mb"),
+    ({"max_latency_ms": 60_000.0, "max_bundle_mb": 500.0}, None),
+])
+def test_the_use_cases_constraints_join_the_gate(ws: Workspace, limits: dict[str, float],
+                                                failing: str | None) -> None:
+    # The same plant and objective as the module's use case, with a latency or size limit: a
+    # model over a limit is rejected with the reason, in the registry and in its own bundle.
+    name = f"limited_{failing or 'none'}"
+    ws.project.add_usecase(UseCase.from_dict(name, {
+        "task": "binary", "target": "Machine failure", "objective": "recall>=0.1", **limits}))
+    ingest(ws, name, ws.project.root / "history.csv")
+    trained = train_version(ws, name, budget_s=1.0)
+    mv = ws.registry.get_model(name, trained.version)
+    clauses = {c["metric"]: c for c in mv.gate["clauses"]}
+    assert set(limits) == {"max_" + m for m in clauses if m in ("latency_ms", "bundle_mb")}
+    bundle_gate = load_bundle(ws, name, trained.version).json("metrics.json")["gate"]
+    assert bundle_gate == json.loads(json.dumps(mv.gate))
+    if failing is None:
+        assert all(c["passed"] for m, c in clauses.items() if m in ("latency_ms", "bundle_mb"))
+        return
+    assert mv.state == "rejected" and not clauses[failing]["passed"]
+    assert clauses[failing]["value"] > clauses[failing]["target"]
+    assert any("above the limit" in r for r in mv.gate["reasons"])

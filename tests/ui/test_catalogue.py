@@ -11,6 +11,7 @@ import pytest
 import planta
 import planta.ui
 from planta.core.lifecycle import Role, State
+from planta.core.metrics import CONSTRAINTS
 from planta.core.spec import METRICS, Task
 from planta.i18n import LOCALE_DIRS, env_lang
 from planta.ui.i18n import LOCALE_DIR, catalogue, choose_lang, translator
@@ -38,6 +39,7 @@ def _dynamic_keys() -> set[str]:
     assert "below_min" in rules and "unknown_category" in rules
     return ({f"state.{s.value}" for s in State} | {f"role.{r.value}" for r in Role}
             | {f"task.{t.value}" for t in Task} | {f"metric_name.{m}" for m in METRICS}
+            | {f"metric_name.{m}" for m in CONSTRAINTS.values()}
             | {f"objective.{m}" for m in METRICS}
             | {f"metric.{m}" for names in SHOWN.values() for m in names}
             | {f"rule.{r}" for r in rules} | {"rule.empty_batch"}

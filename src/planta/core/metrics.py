@@ -680,6 +680,39 @@ def evaluate_gate(metrics_with_ci: Mapping[str, Estimate | Mapping[str, Any]],
     return Gate(passed, [ch.reason for ch in checks], tuple(checks))
 
 
+# The use case's constraints: what the gate calls them, and the measurement they read.
+CONSTRAINTS = {"max_latency_ms": "latency_ms", "max_bundle_mb": "bundle_mb"}
+
+
+def check_constraints(gate: Gate, measured: Mapping[str, float],
+                      limits: Mapping[str, float | None]) -> Gate:
+    """The gate with the use case's constraints added: each limit (``max_latency_ms``: the
+    slowest 1 % of single-record predictions, in ms; ``max_bundle_mb``: the bundle's size) is
+    one more clause, judged on the measured value (a measurement, not a sample: no interval).
+
+    >>> g = check_constraints(Gate(True, ["recall met."]), {"latency_ms": 3.2},
+    ...                       {"max_latency_ms": 2.0})
+    >>> g.passed, g.clauses[-1].metric, g.reasons[-1]
+    (False, 'latency_ms', 'latency_ms 3.2 is above the limit 2, not met.')
+    """
+    checks = list(gate.clauses)
+    reasons = list(gate.reasons)
+    passed = gate.passed
+    for key, metric in CONSTRAINTS.items():
+        limit = limits.get(key)
+        if limit is None:
+            continue
+        value = float(measured.get(metric, math.nan))
+        ok = math.isfinite(value) and value <= limit
+        reason = (f"{metric} {_fmt(value)} is {'within' if ok else 'above'} the limit "
+                  f"{limit:g}, {'met' if ok else 'not met'}.")
+        checks.append(ClauseCheck(metric, "<=", float(limit), value, math.nan, math.nan,
+                                  "point", ok, reason))
+        reasons.append(reason)
+        passed = passed and ok
+    return Gate(passed, reasons, tuple(checks))
+
+
 def _fmt(v: float) -> str:
     if not math.isfinite(v):
         return "unknown"
@@ -711,6 +744,7 @@ def _cost_reason(est: Estimate, number: float, compared: str, passed: bool) -> s
 
 __all__ = [
     "BINARY_METRICS",
+    "CONSTRAINTS",
     "COST_METRICS",
     "MULTICLASS_METRICS",
     "REGRESSION_METRICS",
@@ -720,9 +754,13 @@ __all__ = [
     "ThresholdChoice",
     "binary_metrics",
     "bootstrap_metrics",
+    "check_constraints",
     "choose_threshold",
     "compute_metrics",
     "evaluate_gate",
     "multiclass_metrics",
+    "rate_counts",
     "regression_metrics",
+    "widen_rate",
+    "wilson_interval",
 ]

@@ -11,7 +11,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 
 import planta
 from planta.core.bundle import write_bundle
+from planta.core.metrics import CONSTRAINTS, check_constraints
 from planta.core.models import Predictor
 from planta.errors import NotFoundError, keyed
 from planta.services.ingest import load_contract, parquet_to_frame
@@ -142,9 +143,23 @@ def train_version(ws: Workspace, usecase_name: str, *, budget_s: float, seed: in
     # Signed at registration when the hub has a signing key (`planta keys create`), so the
     # bundle can be checked wherever it travels; edge exports are always signed.
     signer = KeyRing(ws.project.settings.resolved_signing_keys).signer()
-    data = write_bundle(members, usecase=usecase_name, version=next_version,
-                        created_by=ws.actor, planta_version=planta.__version__,
-                        audit_head=ws.audit.head(), signer=signer)
+
+    def bundle_bytes() -> bytes:
+        return write_bundle(members, usecase=usecase_name, version=next_version,
+                            created_by=ws.actor, planta_version=planta.__version__,
+                            audit_head=ws.audit.head(), signer=signer)
+
+    data = bundle_bytes()
+    limits = {key: getattr(usecase, key) for key in CONSTRAINTS}
+    if any(v is not None for v in limits.values()):
+        # The use case's constraints join the objective gate, in the bundle's own record too.
+        gate = check_constraints(outcome.gate, {"latency_ms": latency["p99_ms"],
+                                                "bundle_mb": len(data) / 1e6}, limits)
+        metrics_doc = _json(members["metrics.json"])
+        metrics_doc["gate"] = gate.to_dict()
+        members["metrics.json"] = canonical_json(metrics_doc)
+        outcome = replace(outcome, gate=gate)
+        data = bundle_bytes()
     digest = ws.artifacts.put_bytes(data)
     mv = ws.registry.register_model(
         usecase=usecase_name, dataset_version=dv.version, bundle_digest=digest,
