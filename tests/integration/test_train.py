@@ -116,6 +116,19 @@ def test_tiny_budget_still_gives_a_model(ai4i: tuple[pd.DataFrame, Contract]) ->
     assert out.trials and out.metrics["roc_auc"].value > 0.85
 
 
+def test_a_latency_limit_gives_one_refitted_model(ai4i: tuple[pd.DataFrame, Contract]) -> None:
+    # A tiny budget often leaves no time to refit, and planta then averages the fold models
+    # (5 or more models per prediction) or keeps an ensemble; with max_latency_ms it refits
+    # the one chosen model whatever the budget.
+    frame, contract = ai4i
+    lean = train(_usecase(Task.BINARY, "machine_failure", max_latency_ms=5.0), frame, contract,
+                 budget_s=1.5)
+    shipped = Predictor.from_members(lean.members)
+    assert len(lean.params["members"]) == 1 and len(shipped.members) == 1
+    assert any("limits prediction time" in n for n in lean.notes)
+    assert not any("averages the cross-validation models" in n for n in lean.notes)
+    assert shipped.predict(_values(frame, np.arange(5), lean)).probability is not None
+
 def test_cost_objective(ai4i: tuple[pd.DataFrame, Contract]) -> None:
     frame, contract = ai4i
     sample = frame.sample(4000, random_state=1).reset_index(drop=True)

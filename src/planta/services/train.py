@@ -222,12 +222,19 @@ def train(usecase: UseCase, frame: pd.DataFrame, contract: Contract, *, budget_s
     runner = _Runner(space, X_train, y_train, folds, metric, clock)
     results = runner.run(max_trials=max_trials)
     complete = [r for r in results if r.trial.state.startswith("complete")]
-    chosen = _choose(complete, runner)
+    # A use case that limits prediction time gets one model, refitted: never an ensemble nor
+    # the average of the cross-validation models (several models to run per prediction).
+    lean = usecase.max_latency_ms is not None
+    chosen = _choose(complete, runner, ensemble=not lean)
+    if lean:
+        notes.append("The use case limits prediction time (max_latency_ms): one model, "
+                     "refitted on all training rows, rather than an ensemble.")
     clock.stage("refit", f"refitting {'+'.join(r.trial.estimator for r in chosen.members)} "
                          "on all training rows")
 
     # Refit, calibrate, threshold -------------------------------------------------------------
-    fitted = _final_members(chosen, space, X_train, y_train, clock, notes)
+    fitted = _final_members(chosen, space, X_train, y_train, clock, notes,
+                            fold_average=not lean)
     oof_rows = np.flatnonzero(chosen.oof_mask)
     calibrator = _calibrate(task, chosen.oof_margin[oof_rows], y_train[oof_rows])
     threshold_choice: ThresholdChoice | None = None
@@ -814,7 +821,7 @@ class _Chosen:
     best_score: float               # the best single trial's CV score
 
 
-def _choose(complete: Sequence[_Result], runner: _Runner) -> _Chosen:
+def _choose(complete: Sequence[_Result], runner: _Runner, *, ensemble: bool = True) -> _Chosen:
     """The cheapest trial whose CV score is within one standard error of the best (Breiman's
     one-standard-error rule), or the average of the three cheapest such trials when that beats
     it by more than the fold-to-fold noise.
@@ -836,7 +843,7 @@ def _choose(complete: Sequence[_Result], runner: _Runner) -> _Chosen:
     # Ensemble candidates: the cheapest near-best trials, so an ensemble costs a few small
     # models, never a few of the largest.
     top = sorted(near, key=lambda r: (_cost(r.trial), r.trial.number))[:ENSEMBLE_SIZE]
-    if len(top) < 2 or len(pick.trial.cv_scores) != len(runner.folds):
+    if not ensemble or len(top) < 2 or len(pick.trial.cv_scores) != len(runner.folds):
         return chosen
     # Time left for refitting more members?
     need = sum(r.refit_s for r in top) + 0.3
@@ -875,11 +882,14 @@ def _cost(trial: Trial) -> float:
 
 
 def _final_members(chosen: _Chosen, space: _Space, X: np.ndarray, y: np.ndarray,
-                   clock: _Clock, notes: list[str]) -> list[tuple[float, Model]]:
+                   clock: _Clock, notes: list[str], *,
+                   fold_average: bool = True) -> list[tuple[float, Model]]:
     """Refit the chosen trials on all training rows; when the budget has no room left for
-    that, average the trials' fold models instead (they exist already)."""
+    that (and ``fold_average``), average the trials' fold models instead (they exist
+    already)."""
     need = sum(m.refit_s for m in chosen.members) + 0.5 + 0.3 * len(chosen.members)
-    if time.monotonic() + need > clock.end and all(m.fold_models for m in chosen.members):
+    if fold_average and time.monotonic() + need > clock.end and all(
+            m.fold_models for m in chosen.members):
         notes.append("The budget left no time to refit on all training rows; the model "
                      "averages the cross-validation models instead.")
         out: list[tuple[float, Model]] = []
