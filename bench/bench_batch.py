@@ -15,6 +15,8 @@ planta = `planta score failure IN.csv -o OUT.csv` with the production model of a
          feature steps applied, status and reason written, the batch recorded. The model runs
          through the in-memory onnxruntime engine when it is exact (planta.services.onnx_engine)
 planta-native = the same with PLANTA_ENGINE=native (the boosters' own predict): the engine's gain
+planta-lean = `planta score` with the production model of a second project whose use case says
+         `--max-latency-ms 5`: training then keeps one refitted model (no ensemble); with --lean
 Results: bench/out/batch.jsonl and a markdown table on stdout.
 """
 
@@ -46,6 +48,7 @@ p = model.predict(df[FEATURES].to_numpy())
 pd.DataFrame({"probability": p}).to_csv(sys.argv[3], index=False)
 """.replace("FEATURES", repr(FEATURES))
 MODES = ("plain", "planta", "planta-native")
+LEAN_MS = "5"
 
 
 def make_input(rows: int) -> Path:
@@ -71,6 +74,11 @@ def make_input(rows: int) -> Path:
 
 def prepare_models(planta: str) -> tuple[Path, Path]:
     """A plain LightGBM model file and a planta project with a production model."""
+    return plain_model(), prepare_project(planta, "project", [])
+
+
+def plain_model() -> Path:
+    """The plain LightGBM model: default settings, the six honest columns."""
     import lightgbm as lgb
 
     model = OUT / "plain_lgbm.txt"
@@ -79,13 +87,19 @@ def prepare_models(planta: str) -> tuple[Path, Path]:
     x["Type"] = x["Type"].map({"L": 0, "M": 1, "H": 2})
     lgb.LGBMClassifier(verbose=-1).fit(x.to_numpy(), raw["Machine failure"]).booster_ \
         .save_model(str(model))
-    project = OUT / "project"
+    return model
+
+
+def prepare_project(planta: str, name: str, limits: list[str]) -> Path:
+    """A planta project (``OUT/name``) whose production model was trained by `planta train
+    --budget 20`; ``limits`` are extra `planta usecase add` flags."""
+    project = OUT / name
     if not (project / "planta.toml").exists():
         shutil.rmtree(project, ignore_errors=True)
         env = os.environ | {"PLANTA_USER": "bench"}
         for cmd in (["init", str(project)],
                     ["usecase", "add", "failure", "--target", "Machine failure",
-                     "--objective", "recall>=0.5"],
+                     "--objective", "recall>=0.5", *limits],
                     ["ingest", "failure", str(AI4I)],
                     ["train", "failure", "--budget", "20"]):
             done = subprocess.run([planta, *cmd], cwd=project if cmd[0] != "init" else OUT,
@@ -96,7 +110,7 @@ def prepare_models(planta: str) -> tuple[Path, Path]:
         if subprocess.run(promote, cwd=project, env=env, capture_output=True).returncode:
             subprocess.run([*promote, "--exception"], cwd=project, env=env, check=True,
                            capture_output=True)
-    return model, project
+    return project
 
 
 def timed(cmd: list[str], cwd: Path | None = None) -> tuple[float, float, float]:
@@ -126,15 +140,22 @@ def main() -> None:
     ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000],
                     help="input sizes; several (1000000 5000000) show memory against file size")
     ap.add_argument("--reps", type=int, default=3, help="A/B pairs per size (medians reported)")
+    ap.add_argument("--lean", action="store_true",
+                    help=f"also score with a use case limited to {LEAN_MS} ms per prediction")
     args = ap.parse_args()
     OUT.mkdir(exist_ok=True)
     planta = shutil.which("planta") or str(Path(sys.executable).with_name("planta"))
     model, project = prepare_models(planta)
+    modes = MODES + (("planta-lean",) if args.lean else ())
+    projects = {"planta": project, "planta-native": project}
+    if args.lean:
+        projects["planta-lean"] = prepare_project(planta, "project_lean",
+                                                  ["--max-latency-ms", LEAN_MS])
     results = []
     for rows in args.rows:
         src = make_input(rows)
         for rep in range(args.reps):
-            for mode in MODES:
+            for mode in modes:
                 dst = OUT / f"pred_{mode}.csv"
                 dst.unlink(missing_ok=True)
                 if mode == "plain":
@@ -143,7 +164,7 @@ def main() -> None:
                     cmd = [planta, "score", "failure", str(src), "-o", str(dst), "--json"]
                 load = os.getloadavg()[0]
                 os.environ["PLANTA_ENGINE"] = "native" if mode == "planta-native" else "auto"
-                wall, cpu, rss = timed(cmd, cwd=project)
+                wall, cpu, rss = timed(cmd, cwd=projects.get(mode))
                 with dst.open("rb") as fh:
                     lines = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b""))
                 assert lines - 1 == rows, f"{mode} wrote {lines - 1} rows, expected {rows}"
@@ -161,11 +182,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for rows in args.rows:
         med = {}
-        for mode in MODES:
+        for mode in modes:
             sel = [r for r in results if r["rows"] == rows and r["mode"] == mode]
             med[mode] = tuple(float(np.median([r[k] for r in sel]))
                               for k in ("rows_per_s", "wall_s", "cpu_s", "peak_rss_mb"))
-        for mode in MODES:
+        for mode in modes:
             ratio = f"{med[mode][0] / med['plain'][0]:.2f}×" if mode != "plain" else ""
             print(f"| {rows:,} | {mode} | {med[mode][0]:,.0f} | {med[mode][1]:.1f} | "
                   f"{med[mode][2]:.1f} | {med[mode][3]:.0f} | {ratio} |")

@@ -116,6 +116,14 @@ def test_tiny_budget_still_gives_a_model(ai4i: tuple[pd.DataFrame, Contract]) ->
     assert out.trials and out.metrics["roc_auc"].value > 0.85
 
 
+def test_one_model_unless_the_use_case_allows_an_ensemble(
+        ai4i: tuple[pd.DataFrame, Contract]) -> None:
+    frame, contract = ai4i
+    out = train(_usecase(Task.BINARY, "machine_failure"), frame, contract, budget_s=3.0)
+    assert len(out.params["members"]) == 1 and out.cv["ensemble"] is False
+    assert not out.estimator.startswith("ensemble(")
+
+
 def test_a_latency_limit_gives_one_refitted_model(ai4i: tuple[pd.DataFrame, Contract]) -> None:
     # A tiny budget often leaves no time to refit, and planta then averages the fold models
     # (5 or more models per prediction) or keeps an ensemble; with max_latency_ms it refits

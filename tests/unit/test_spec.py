@@ -62,3 +62,14 @@ def test_usecase_round_trip_and_checks() -> None:
         UseCase.from_dict("Bad Name", {"target": "y"})
     with pytest.raises(ConfigError, match="time column or rows_per_day"):
         UseCase.from_dict("f", {"target": "y", "objective": "false_alarms_per_day<=3"})
+
+
+def test_ensembles_are_allowed_only_when_the_use_case_says_so() -> None:
+    base = {"task": "binary", "target": "Machine failure"}
+    assert UseCase.from_dict("failure", base).ensemble is False
+    allowed = UseCase.from_dict("failure", base | {"ensemble": True})
+    assert allowed.ensemble is True and allowed.to_dict()["ensemble"] is True
+    assert "ensemble" not in UseCase.from_dict("failure", base).to_dict()
+    assert UseCase.from_dict("failure", allowed.to_dict()) == allowed
+    with pytest.raises(ConfigError, match="ensemble must be true or false"):
+        UseCase.from_dict("failure", base | {"ensemble": "yes"})

@@ -57,6 +57,8 @@ def usecase_add(
     rows_per_day: float = typer.Option(None, help="Rows per day, for false_alarms_per_day."),
     max_latency_ms: float = typer.Option(None, help="Constraint: slowest acceptable predict."),
     max_bundle_mb: float = typer.Option(None, help="Constraint: largest acceptable bundle."),
+    ensemble: bool = typer.Option(False, help="Allow an average of several models when "
+                                  "cross-validation says it helps (slower to predict)."),
     replace: bool = typer.Option(False, help="Replace an existing use case of that name."),
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -73,6 +75,8 @@ def usecase_add(
     for key, values in (("include", include), ("exclude", exclude), ("keep", keep)):
         if values:
             data[key] = list(values)
+    if ensemble:
+        data["ensemble"] = True
     ws = Workspace.open()
     usecase = UseCase.from_dict(name, data)
     ws.project.add_usecase(usecase, replace=replace)

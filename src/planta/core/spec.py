@@ -225,6 +225,10 @@ class UseCase:
     # What `planta retrain` does with a candidate that passed the gate and beats production
     # with confidence: "manual" leaves it for approval; "canary" / "shadow" move it there.
     retrain_policy: str = "manual"
+    # Allow an average of several models when cross-validation says it helps (off by default:
+    # on AI4I's five benchmark splits it matched one model's holdout quality at twice the
+    # prediction cost; bench/RESULTS.md §2).
+    ensemble: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -249,6 +253,8 @@ class UseCase:
                 out[key] = list(value)
         if self.retrain_policy != "manual":
             out["retrain_policy"] = self.retrain_policy
+        if self.ensemble:
+            out["ensemble"] = True
         out.update(self.extra)
         return out
 
@@ -265,7 +271,7 @@ class UseCase:
             raise keyed(ConfigError, "spec.no_target", name=name)
         known = {"task", "target", "objective", "gate_on", "entity", "time", "include", "exclude",
                  "keep", "rows_per_day", "max_latency_ms", "max_bundle_mb", "positive_label",
-                 "retention_days", "retention_rows", "retrain_policy"}
+                 "retention_days", "retention_rows", "retrain_policy", "ensemble"}
         policy = str(data.get("retrain_policy", "manual"))
         if policy not in RETRAIN_POLICIES:
             raise keyed(ConfigError, "spec.retrain_policy", name=name, policy=policy,
@@ -289,8 +295,17 @@ class UseCase:
             retention_days=_opt_count(name, "retention_days", data.get("retention_days")),
             retention_rows=_opt_count(name, "retention_rows", data.get("retention_rows")),
             retrain_policy=policy,
+            ensemble=_opt_bool(name, "ensemble", data.get("ensemble")),
             extra={k: v for k, v in data.items() if k not in known},
         )
+
+
+def _opt_bool(name: str, key: str, value: Any) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise keyed(ConfigError, "spec.bad_bool", name=name, key=key, value=repr(value))
+    return value
 
 
 def _opt_float(value: Any) -> float | None:

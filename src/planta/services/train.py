@@ -224,8 +224,9 @@ def train(usecase: UseCase, frame: pd.DataFrame, contract: Contract, *, budget_s
     complete = [r for r in results if r.trial.state.startswith("complete")]
     # A use case that limits prediction time gets one model, refitted: never an ensemble nor
     # the average of the cross-validation models (several models to run per prediction).
+    # Ensembles at all only where the use case allows them.
     lean = usecase.max_latency_ms is not None
-    chosen = _choose(complete, runner, ensemble=not lean)
+    chosen = _choose(complete, runner, ensemble=usecase.ensemble and not lean)
     if lean:
         notes.append("The use case limits prediction time (max_latency_ms): one model, "
                      "refitted on all training rows, rather than an ensemble.")
@@ -823,8 +824,8 @@ class _Chosen:
 
 def _choose(complete: Sequence[_Result], runner: _Runner, *, ensemble: bool = True) -> _Chosen:
     """The cheapest trial whose CV score is within one standard error of the best (Breiman's
-    one-standard-error rule), or the average of the three cheapest such trials when that beats
-    it by more than the fold-to-fold noise.
+    one-standard-error rule), or (``ensemble``) the average of the three cheapest such trials
+    when that beats it by more than the fold-to-fold noise.
 
     On AI4I (5 splits, every trial refitted and scored on the benchmark's test rows) the rule
     kept test ROC-AUC / PR-AUC at 0.9786 / 0.8949 against 0.9780 / 0.8933 for the best CV score,
