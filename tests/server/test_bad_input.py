@@ -317,3 +317,36 @@ def test_the_server_log_has_no_traceback_after_the_table(srv: Server) -> None:
     five_xx = [line for line in metrics.splitlines()
                if line.startswith("planta_http_requests_total") and 'status="5' in line]
     assert not five_xx, five_xx
+
+
+def test_refusals_speak_the_callers_language(srv: Server) -> None:
+    """``message_key`` names the catalogue entry; ``message`` follows Accept-Language."""
+    body = {"records": [rec(torque_nm=900), GOOD_RECORD, rec(type="Z")]}
+    with srv.client() as c:
+        en = c.post(PREDICT, json=body)
+        es = c.post(PREDICT, json=body, headers={"Accept-Language": "es-AR,es;q=0.9,en;q=0.5"})
+        other = c.post(PREDICT, json=body, headers={"Accept-Language": "fr-FR"})
+        missing = c.post("/v1/usecases/nope/predict", json=body,
+                         headers={"Accept-Language": "es"})
+    assert en.status_code == es.status_code == other.status_code == 422
+    e, s = error_of(en), error_of(es)
+    assert e["message_key"] == s["message_key"] == "api.refused"
+    assert "Nothing was scored" in e["message"] and "2 problems in 2 of 3 records" in e["message"]
+    assert "No se puntuó nada" in s["message"] and "2 problemas en 2 de 3 registros" in s["message"]
+    assert "Corrija" in s["hint"]
+    assert s["violations"] == e["violations"]  # rules, fields and records stay as they are
+    assert error_of(other)["message"] == e["message"]  # a language planta does not speak
+    assert missing.status_code == 404 and error_of(missing)["message_key"]
+
+
+def test_job_refusals_speak_the_callers_language(srv: Server) -> None:
+    jobs = "/v1/usecases/failure/jobs"
+    with srv.client() as c:
+        suffix = c.post(jobs, files={"file": ("readings.pdf", b"%PDF-1.4", "application/pdf")},
+                        headers={"Accept-Language": "es"})
+        english = c.post(jobs, files={"file": ("readings.pdf", b"%PDF-1.4", "application/pdf")})
+    assert suffix.status_code == english.status_code and 400 <= suffix.status_code < 500
+    assert error_of(suffix)["message_key"] == error_of(english)["message_key"] == "job.bad_suffix"
+    assert "planta puntúa solo archivos CSV" in error_of(suffix)["message"]
+    assert "planta scores CSV, Excel (.xlsx) and Parquet files only" in \
+        error_of(english)["message"]

@@ -38,7 +38,10 @@ class PlantaError(Exception):
         return f"{self.message} {self.hint}" if self.hint else self.message
 
     def to_dict(self) -> dict[str, Any]:
-        return {"error": type(self).__name__, "message": self.message, "hint": self.hint}
+        # message_key: the hub's catalogue key (set by planta.errors.keyed), for a client that
+        # says the message in its own language; None for a message that has none.
+        return {"error": type(self).__name__, "message": self.message, "hint": self.hint,
+                "message_key": getattr(self, "message_key", None)}
 
 
 class PlantaWarning(UserWarning):

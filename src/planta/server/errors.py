@@ -1,8 +1,14 @@
 """planta errors as HTTP answers: one JSON shape for every refusal, never a traceback.
 
     {"error": {"kind": "ContractError", "status": 422, "message": "...", "hint": "...",
-               "request_id": "...", "violations": [{"record": 3, "field": "torque_nm",
+               "message_key": "...", "request_id": "...",
+               "violations": [{"record": 3, "field": "torque_nm",
                "rule": "above_max", "value": 912.0, "message": "..."}]}}
+
+``message_key`` is the message's key in planta's catalogue (``planta/locale/*.json``; null for
+a message that has none), so that a client can say it in its own words; ``rule`` likewise
+(``rule.<rule>``). ``message`` and ``hint`` are in the request's ``Accept-Language`` when
+planta speaks it (English or Spanish), else in English.
 
 Anything a client sends that planta refuses is a 4xx; a 5xx means planta itself is in trouble
 (store unreachable or full: 503) and is logged with the request id.
@@ -28,7 +34,9 @@ from planta.errors import (
     PlantaError,
     StateError,
     StoreError,
+    error_words,
 )
+from planta.i18n import DEFAULT_LANG, normalise, translator
 
 log = logging.getLogger("planta.server")
 
@@ -67,12 +75,18 @@ def status_of(exc: BaseException) -> int:
     return 500
 
 
-def problem(exc: BaseException, request_id: str | None = None) -> Response:
-    """The JSON response for ``exc``."""
+def problem(exc: BaseException, request_id: str | None = None, *,
+            lang: str | None = None) -> Response:
+    """The JSON response for ``exc``, its words in ``lang`` (default English)."""
     status = status_of(exc)
     if isinstance(exc, PlantaError):
+        message, hint = exc.message, exc.hint
+        if lang and lang != DEFAULT_LANG:
+            message, hint = error_words(exc, translator(lang))
+            hint = hint or exc.hint
         body: dict[str, Any] = {"kind": type(exc).__name__, "status": status,
-                                "message": exc.message, "hint": exc.hint}
+                                "message": message, "hint": hint,
+                                "message_key": getattr(exc, "message_key", None)}
     else:
         body = {"kind": "InternalError", "status": 500,
                 "message": "planta hit an unexpected problem answering this request.",
@@ -85,6 +99,27 @@ def problem(exc: BaseException, request_id: str | None = None) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return Response(orjson.dumps({"error": body}), status_code=status,
                     media_type="application/json", headers=headers)
+
+
+def accepted_lang(header: str | None) -> str:
+    """The language planta speaks that an ``Accept-Language`` header prefers (English else).
+
+    >>> accepted_lang("es-AR,es;q=0.9,en;q=0.8"), accepted_lang("fr, en;q=0.5"), accepted_lang(None)
+    ('es', 'en', 'en')
+    """
+    best, best_q = DEFAULT_LANG, -1.0
+    for part in (header or "")[:200].split(","):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                continue
+        lang = normalise(tag)
+        if lang and q > best_q:
+            best, best_q = lang, q
+    return best
 
 
 def _violation(v: Any) -> dict[str, Any]:
@@ -111,7 +146,7 @@ async def handle(request: Request, exc: Exception) -> Response:
     if status >= 500:
         log.error("request %s %s failed: %s", request.method, request.url.path, exc,
                   exc_info=not isinstance(exc, PlantaError), extra={"request_id": request_id})
-    return problem(exc, request_id)
+    return problem(exc, request_id, lang=accepted_lang(request.headers.get("accept-language")))
 
 
 async def handle_framework(request: Request, exc: Exception) -> Response:

@@ -23,7 +23,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from planta.errors import NotFoundError
+from planta.errors import NotFoundError, keyed
+from planta.i18n import said
 from planta.services.predict import Scorer
 from planta.services.workspace import Workspace
 from planta.store.metadata import aliases, model_versions
@@ -58,10 +59,7 @@ class Route:
             if self.production is None:
                 return self.canary, "canary"
         if self.production is None:
-            raise NotFoundError(
-                f"Use case {self.usecase!r} has no model in production.",
-                hint=f"Promote a version first: `planta promote {self.usecase} <version> "
-                     "--reason '...'`.")
+            raise keyed(NotFoundError, "api.no_production", name=self.usecase)
         return self.production, "production"
 
 
@@ -175,9 +173,8 @@ class Hub:
         """The route for ``usecase``; NotFoundError naming the known ones otherwise."""
         route = self.routing.routes.get(usecase)
         if route is None:
-            known = ", ".join(sorted(self.routing.routes)) or "none yet"
-            raise NotFoundError(f"There is no use case {usecase!r} in this project.",
-                                hint=f"Use cases served here: {known}.")
+            known: Any = ", ".join(sorted(self.routing.routes)) or said("api.none_yet")
+            raise keyed(NotFoundError, "api.no_usecase", name=usecase, known=known)
         return route
 
     def scorer(self, usecase: str, version: int | None) -> Scorer:
@@ -187,9 +184,7 @@ class Hub:
         self.route(usecase)
         mv = self.ws.registry.get_model(usecase, version)
         if mv.state == "rejected":
-            raise NotFoundError(f"Version {version} of {usecase!r} was rejected; it is not "
-                                "served.", hint="Use a version in production, canary, shadow, "
-                                "candidate or archived.")
+            raise keyed(NotFoundError, "api.rejected_version", name=usecase, version=version)
         return self._load(usecase, version, mv.bundle_digest)
 
     @property

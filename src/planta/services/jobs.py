@@ -53,7 +53,9 @@ from planta.errors import (
     PlantaError,
     StateError,
     StoreError,
+    keyed,
 )
+from planta.i18n import said
 from planta.services.workspace import Workspace
 from planta.store.jobs import Job, JobQueue
 from planta.store.metadata import json_dumps
@@ -110,18 +112,17 @@ def submit_records(ws: Workspace, usecase: str, records: Sequence[Mapping[str, A
         NotFoundError: no such use case or model version.
     """
     if isinstance(records, (str, bytes)) or not isinstance(records, Sequence) or not records:
-        raise InputError("A records job needs a non-empty list of records (JSON objects).")
+        raise keyed(InputError, "job.no_records")
     if len(records) > MAX_RECORDS:
-        raise InputError(f"A records job takes at most {MAX_RECORDS:,} records, not "
-                         f"{len(records):,}.", hint="Send the data as a file job instead.")
+        raise keyed(InputError, "job.too_many", most=f"{MAX_RECORDS:,}", n=f"{len(records):,}")
     bad = next((i for i, r in enumerate(records) if not isinstance(r, Mapping)), None)
     if bad is not None:
-        raise InputError(f"Record {bad} is not an object of field names and values.")
+        raise keyed(InputError, "job.not_object", record=bad)
     checked = _check_options(ws, usecase, "records", options)
     try:
         data = json_dumps(list(records)).encode("utf-8")
     except (TypeError, ValueError) as exc:
-        raise InputError(f"The records cannot be stored as JSON: {exc}.") from None
+        raise keyed(InputError, "job.not_json", reason=str(exc)) from None
     digest = ws.artifacts.put_bytes(data)
     return JobQueue(ws.store).submit(usecase, "records", digest, "records.json", checked,
                                      caller, max_attempts=max_attempts)
@@ -146,14 +147,12 @@ def submit_file(ws: Workspace, usecase: str, filename: str, data: bytes | str | 
     checked = _check_options(ws, usecase, "file", options)
     if isinstance(data, (bytes, bytearray, memoryview)):
         if not data:
-            raise FileFormatError(f"{label}: the file is empty.",
-                                  hint="Send the file again with its header and rows.")
+            raise keyed(FileFormatError, "job.empty_file", file=label)
         digest = ws.artifacts.put_bytes(bytes(data))
     else:
         path = Path(data)
         if not path.is_file() or path.stat().st_size == 0:
-            raise FileFormatError(f"{label}: the file is missing or empty.",
-                                  hint="Send the file again with its header and rows.")
+            raise keyed(FileFormatError, "job.empty_file", file=label)
         digest = ws.artifacts.put_file(path)
     return JobQueue(ws.store).submit(usecase, "file", digest, label, checked, caller,
                                      max_attempts=max_attempts)
@@ -165,25 +164,25 @@ def _check_options(ws: Workspace, usecase: str, kind: str,
     allowed = _FILE_OPTIONS if kind == "file" else _RECORDS_OPTIONS
     unknown = sorted(set(given) - allowed)
     if unknown:
-        raise InputError(f"Unknown option(s) for a {kind} job: {', '.join(unknown)}.",
-                         hint=f"Allowed: {', '.join(sorted(allowed))}.")
+        raise keyed(InputError, "job.unknown_options", kind=kind, names=", ".join(unknown),
+                    allowed=", ".join(sorted(allowed)))
     out: dict[str, Any] = {"version": given.get("version", "production")}
     if not isinstance(out["version"], (str, int)) or isinstance(out["version"], bool):
-        raise InputError(f"Option version must be a number or an alias, not {out['version']!r}.")
+        raise keyed(InputError, "job.bad_version", value=repr(out["version"]))
     out["range_policy"] = given.get("range_policy", "reject")
     if out["range_policy"] not in RANGE_POLICIES:
-        raise InputError(f"Option range_policy must be one of {', '.join(RANGE_POLICIES)}, not "
-                         f"{out['range_policy']!r}.")
+        raise keyed(InputError, "job.bad_choice", option="range_policy",
+                    choices=", ".join(RANGE_POLICIES), value=repr(out["range_policy"]))
     if kind == "file":
         out["format"] = given.get("format", "parquet")
         if out["format"] not in RESULT_FORMATS:
-            raise InputError(f"Option format must be one of {', '.join(RESULT_FORMATS)}, not "
-                             f"{out['format']!r}.")
+            raise keyed(InputError, "job.bad_choice", option="format",
+                        choices=", ".join(RESULT_FORMATS), value=repr(out["format"]))
     else:
         out["extra_policy"] = given.get("extra_policy", "ignore")
         if out["extra_policy"] not in ("ignore", "reject"):
-            raise InputError("Option extra_policy must be ignore or reject, not "
-                             f"{out['extra_policy']!r}.")
+            raise keyed(InputError, "job.bad_choice", option="extra_policy",
+                        choices="ignore, reject", value=repr(out["extra_policy"]))
         out["explain"] = bool(given.get("explain", False))
     ws.project.usecase(usecase)  # NotFoundError naming the known use cases
     ws.registry.resolve(usecase, out["version"])  # fail now, not in the worker, if none
@@ -202,8 +201,8 @@ def _suffix(label: str) -> str:
     for suffix in INPUT_SUFFIXES:
         if low.endswith(suffix) and len(low) > len(suffix):
             return suffix
-    raise FileFormatError(f"{label}: planta scores CSV, Excel (.xlsx) and Parquet files only.",
-                          hint=f"Save the table as one of: {', '.join(INPUT_SUFFIXES)}.")
+    raise keyed(FileFormatError, "job.bad_suffix", file=label,
+                suffixes=", ".join(INPUT_SUFFIXES))
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -228,11 +227,10 @@ def result_bytes(ws: Workspace, job: Job) -> bytes:
 
 def _result_digest(job: Job) -> str:
     if job.status != "done" or job.result_digest is None:
-        why = {"queued": "is waiting for a worker (is `planta worker` running?)",
-               "running": "is running", "failed": f"failed: {job.error}",
-               "cancelled": "was cancelled"}.get(job.status, f"is {job.status}")
-        raise StateError(f"Job {job.id} has no result: it {why}",
-                         hint=f"Check it with `planta jobs show {job.id}`.")
+        why = said(f"job.why.{job.status}", error=job.error or "") if job.status in (
+            "queued", "running", "failed", "cancelled") else said("job.why.other",
+                                                                  status=job.status)
+        raise keyed(StateError, "job.no_result", job=job.id, why=why)
     return job.result_digest
 
 

@@ -26,7 +26,8 @@ import numpy as np
 
 from planta.core.models import Predictor
 from planta.core.spec import Task
-from planta.errors import ContractError
+from planta.errors import ContractError, keyed, violation_said
+from planta.i18n import said
 from planta.services.onnx_engine import MAX_ENGINE_ROWS, OnnxEngine, build_engine
 from planta_edge.bundle import Bundle
 from planta_edge.contract import Contract, Violation, validate_records
@@ -299,14 +300,13 @@ def _reason_text(label: str, value: Any, unit: str | None, usual: tuple[float, f
 
 def _refusal(violations: list[Violation], n_violations: int, n_bad: int,
              n_records: int) -> ContractError:
-    first = violations[0].message if violations else "a record breaks the contract"
-    more = f" ({n_violations} problems in {n_bad} of {n_records} records)" if n_violations > 1 \
-        else ""
-    return ContractError(
-        f"The request was refused: {first}{more}. Nothing was scored.",
-        violations[:MAX_REPORTED_VIOLATIONS],
-        hint="Fix the named fields and send the request again; `GET /v1/usecases/{name}` lists "
-             "every field with its unit, range and allowed values.")
+    # Keyed, so that the API can say it in the caller's language (Accept-Language).
+    first: Any = (violation_said(violations[0]) or violations[0].message) if violations else \
+        said("api.refused.any")
+    more: Any = said("api.refused.more", problems=n_violations, bad=n_bad,
+                     records=n_records) if n_violations > 1 else ""
+    return keyed(ContractError, "api.refused", violations[:MAX_REPORTED_VIOLATIONS],
+                 first=first, more=more)
 
 
 __all__ = ["MAX_REPORTED_VIOLATIONS", "PredictionBatch", "Scorer"]
