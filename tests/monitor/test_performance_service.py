@@ -23,6 +23,7 @@ from planta.cli.app import app
 from planta.core.metrics import binary_metrics
 from planta.core.spec import UseCase
 from planta.errors import InputError, NotFoundError
+from planta.i18n import say, translator
 from planta.project import Project
 from planta.services import performance as perf
 from planta.services import performance_log as reader
@@ -200,6 +201,12 @@ def test_signals_verdicts_and_words(plant) -> None:
     assert "recall" in doc["validation"]
     assert any(s.startswith("Out of 100 real machine failures, the model caught about")
                for s in doc["sentences"]), doc["sentences"]
+    # The same story in Spanish, from the sentences kept as data (the UI and CLI say them).
+    spanish = [say(d, translator("es")) for d in doc["sentences_said"]]
+    assert spanish == series.sentences(translator("es"))
+    assert any(s.startswith("De cada 100 machine failures reales, el modelo detectó unos")
+               for s in spanish), spanish
+    assert any("cuando se validó" in s for s in spanish), spanish
     assert "1 ground-truth value matches none of the model's classes" in " ".join(doc["notes"])
 
 

@@ -11,6 +11,7 @@ import typer
 
 from planta.cli.output import JSON_OPTION, console, handle_errors, print_json, table, tr
 from planta.cli.predictions import parse_moment
+from planta.i18n import env_lang, translator
 
 if TYPE_CHECKING:
     from planta.core.metrics import Estimate
@@ -114,7 +115,7 @@ def performance(usecase: str = typer.Argument(..., help="Use case name."),
     if validation is not None:
         console.print(tr("cli.perf.at_validation", metric=metric,
                          value=_cell(validation, metric), unit=unit))
-    for line in series.sentences():
+    for line in series.sentences(translator(env_lang())):
         console.print(f"• {line}", soft_wrap=True)
 
 

@@ -42,6 +42,7 @@ from planta.core.metrics import (
 )
 from planta.core.spec import Clause, Cost, Objective, Task
 from planta.errors import InputError
+from planta.i18n import DEFAULT_LANG, said, say, translator
 
 BINS = 20
 # Simulated label draws per window: the 2.5 % and 97.5 % quantiles of 1,000 draws sit within
@@ -477,55 +478,51 @@ def _num(v: float) -> str:
     return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
 
 
-# metric -> (what 100 of, what happened, percent?) for sentences
-_PHRASES = {
-    "recall": "Out of 100 real {pos}, the model {verb} about {v}",
-    "precision": "Out of 100 alarms, about {v} {were} real {pos}",
-    "specificity": "Out of 100 normal cases, about {v} {were} left alone",
-    "false_alarm_rate": "Out of 100 normal cases, about {v} {were} false alarms",
-    "accuracy": "Out of 100 predictions, about {v} {were} right",
-    "balanced_accuracy": "Averaged over the classes, about {v} out of 100 {were} right",
-    "f1": "The balance of catching and not crying wolf (F1) {was} about {v} out of 100",
-    "f1_macro": "The balance over all classes (macro F1) {was} about {v} out of 100",
-}
+# Counted out of 100 in the sentences (their catalogue keys: perf.<metric>, perf.<metric>.est).
+_COUNTED = frozenset({"recall", "precision", "specificity", "false_alarm_rate", "accuracy",
+                      "balanced_accuracy", "f1", "f1_macro"})
+_LABELLED = frozenset({"false_alarms_per_day", "expected_cost", "savings", "rmse", "mae",
+                       "mape", "r2", "roc_auc", "pr_auc"})
+
+
+def sentence_said(metric: str, est: Estimate, *, period: Any, estimated: bool,
+                  target: float | None = None, positive: str = "failures") -> dict[str, Any]:
+    """One plant-words sentence about a metric in a window, as data (:func:`planta.i18n.said`)
+    that any language can say; ``period`` is text or a said sentence itself."""
+    if not math.isfinite(est.value):
+        return said("perf.unknown", metric=metric, period=period)
+    hedge = math.isfinite(est.lower) and math.isfinite(est.upper)
+    if metric in _COUNTED:
+        def pct(v: float) -> str:
+            return f"{v * 100:.0f}"
+        text = said(f"perf.{metric}" + (".est" if estimated else ""), pos=positive,
+                    v=pct(est.value))
+        span: Any = said("perf.between", low=pct(est.lower), high=pct(est.upper)) if hedge \
+            else ""
+        goal: Any = said("perf.goal", target=pct(target)) if target is not None else ""
+    else:
+        label = said(f"perf.label.{metric}") if metric in _LABELLED else metric
+        text = said("perf.about.est" if estimated else "perf.about", label=label,
+                    v=_num(est.value))
+        span = said("perf.between", low=_num(est.lower), high=_num(est.upper)) if hedge else ""
+        goal = said("perf.goal", target=f"{target:g}") if target is not None else ""
+    return said("perf.sentence", text=text, span=span, period=period, goal=goal)
 
 
 def sentence(metric: str, est: Estimate, *, period: str, estimated: bool,
              target: float | None = None, positive: str = "failures") -> str:
-    """One plant-words sentence about a metric in a window.
+    """One plant-words sentence about a metric in a window, in English.
 
     >>> print(sentence("recall", Estimate(0.78, 0.70, 0.85), period="last week",
     ...                estimated=False, target=0.8))  # doctest: +NORMALIZE_WHITESPACE
     Out of 100 real failures, the model caught about 78 (between 70 and 85) last week;
     the goal is 80.
     """
-    if not math.isfinite(est.value):
-        return f"{metric}: not known {period}."
-    hedge = math.isfinite(est.lower) and math.isfinite(est.upper)
-    if metric in _PHRASES:
-        def pct(v: float) -> str:
-            return f"{v * 100:.0f}"
-        words = {"pos": positive, "v": pct(est.value),
-                 "verb": "is expected to catch" if estimated else "caught",
-                 "were": "are expected to be" if estimated else "were",
-                 "was": "is expected to be" if estimated else "was"}
-        text = _PHRASES[metric].format(**words)
-        span = f" (between {pct(est.lower)} and {pct(est.upper)})" if hedge else ""
-        goal = f"; the goal is {pct(target)}" if target is not None else ""
-    else:
-        label = {"false_alarms_per_day": "False alarms a day", "expected_cost": "Cost of "
-                 "misses and false alarms", "savings": "Savings against no model",
-                 "rmse": "Typical error (RMSE)", "mae": "Average error", "mape":
-                 "Average relative error", "r2": "Share of variation explained (R²)",
-                 "roc_auc": "Ranking quality (ROC-AUC)", "pr_auc": "Alarm quality (PR-AUC)"
-                 }.get(metric, metric)
-        text = f"{label} {'is expected to be' if estimated else 'was'} about {_num(est.value)}"
-        span = f" (between {_num(est.lower)} and {_num(est.upper)})" if hedge else ""
-        goal = f"; the goal is {target:g}" if target is not None else ""
-    return f"{text}{span} {period}{goal}."
+    return say(sentence_said(metric, est, period=period, estimated=estimated, target=target,
+                             positive=positive), translator(DEFAULT_LANG))
 
 
 __all__ = ["BINS", "DRAWS", "ESTIMABLE", "LEVEL", "MET", "NOT_MET", "RESAMPLES", "UNCLEAR",
            "UNKNOWN", "ScoreSummary", "Verdict", "bin_of", "estimate_binary",
            "estimate_multiclass", "estimate_regression", "judge", "label_codes",
-           "objective_clauses", "realised_metrics", "sentence"]
+           "objective_clauses", "realised_metrics", "sentence", "sentence_said"]

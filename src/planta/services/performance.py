@@ -51,10 +51,11 @@ from planta.core.performance import (
     label_codes,
     objective_clauses,
     realised_metrics,
-    sentence,
+    sentence_said,
 )
 from planta.core.spec import Task, UseCase
 from planta.errors import InputError, NotFoundError
+from planta.i18n import DEFAULT_LANG, Translate, said, say, translator
 from planta.services import performance_log as reader
 from planta.services.label_rollup import (
     binary_metrics,
@@ -199,30 +200,36 @@ class PerformanceSeries:
             return latest.estimated_verdict
         return None
 
-    def sentences(self) -> list[str]:
-        """The story in plant words: the newest realised and estimated figures of the goal."""
-        out: list[str] = []
+    def sentences_said(self) -> list[Any]:
+        """The story in plant words, as data any language can say (:func:`planta.i18n.say`):
+        the newest realised and estimated figures of the goal, then the notes (English)."""
+        out: list[Any] = []
         target = self.targets.get(self.metric)
         labelled = self.latest_labelled()
         if labelled is not None and labelled.realised and self.metric in labelled.realised:
-            out.append(sentence(self.metric, labelled.realised[self.metric],
-                                period=_period(labelled, self.window), estimated=False,
-                                target=target, positive=self.positive))
+            out.append(sentence_said(self.metric, labelled.realised[self.metric],
+                                     period=_period(labelled, self.window), estimated=False,
+                                     target=target, positive=self.positive))
         latest = self.latest()
         if latest is not None and self.metric in latest.estimated:
-            out.append(sentence(self.metric, latest.estimated[self.metric],
-                                period=_period(latest, self.window) + " (from the model's "
-                                "confidence; outcomes not in yet)", estimated=True,
-                                target=target, positive=self.positive))
+            out.append(sentence_said(self.metric, latest.estimated[self.metric],
+                                     period=said("perf.period.estimated",
+                                                 period=_period(latest, self.window)),
+                                     estimated=True, target=target, positive=self.positive))
         if self.metric in self.validation:
-            out.append(sentence(self.metric, self.validation[self.metric],
-                                period="when it was validated", estimated=False,
-                                target=target, positive=self.positive))
+            out.append(sentence_said(self.metric, self.validation[self.metric],
+                                     period=said("perf.period.validated"), estimated=False,
+                                     target=target, positive=self.positive))
         verdict = self.verdict()
         if verdict is not None and verdict.state == "not_met":
-            out.append("The objective is no longer met, with confidence: "
-                       + "; ".join(r for r in verdict.reasons if "not met" in r) + ".")
+            out.append(said("perf.not_met", reasons="; ".join(
+                r for r in verdict.reasons if "not met" in r)))
         return out + list(self.notes)
+
+    def sentences(self, t: Translate | None = None) -> list[str]:
+        """:meth:`sentences_said` in ``t``'s language (English by default)."""
+        t = t or translator(DEFAULT_LANG)
+        return [say(doc, t) for doc in self.sentences_said()]
 
     def to_dict(self) -> dict[str, Any]:
         verdict = self.verdict()
@@ -233,7 +240,8 @@ class PerformanceSeries:
                 "version": self.version, "validation": _estimates(self.validation),
                 "estimable": self.estimable, "metrics": self.metrics,
                 "verdict": None if verdict is None else verdict.to_dict(),
-                "sentences": self.sentences(), "signals": self.signals(),
+                "sentences": self.sentences(), "sentences_said": self.sentences_said(),
+                "signals": self.signals(),
                 "windows": [w.to_dict() for w in self.windows], "notes": list(self.notes)}
 
 
@@ -242,18 +250,20 @@ def _put(out: dict[str, float], name: str, value: float) -> None:
         out[name] = float(value)
 
 
-def _period(w: PerformanceWindow, window: timedelta) -> str:
+def _period(w: PerformanceWindow, window: timedelta) -> dict[str, Any]:
     if window >= timedelta(days=1) and w.start.time() == datetime.min.time():
         day = w.start.strftime("%d %b %Y").lstrip("0")
-        return f"on {day}" if window == timedelta(days=1) else f"in the {_span(window)} from {day}"
-    return f"from {w.start:%d %b %H:%M} to {w.end:%H:%M} UTC"
+        return said("perf.period.day", day=day) if window == timedelta(days=1) else said(
+            "perf.period.span", span=_span(window), day=day)
+    return said("perf.period.range", start=f"{w.start:%d %b %H:%M}", end=f"{w.end:%H:%M}")
 
 
-def _span(window: timedelta) -> str:
+def _span(window: timedelta) -> dict[str, Any]:
     days = window.total_seconds() / 86400
     if days == 7:
-        return "week"
-    return f"{days:g} days" if days >= 1 else f"{window.total_seconds() / 3600:g} hours"
+        return said("perf.span.week")
+    return said("perf.span.days", n=f"{days:g}") if days >= 1 else said(
+        "perf.span.hours", n=f"{window.total_seconds() / 3600:g}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -60,7 +60,8 @@ def performance(view: View, name: str) -> dict[str, Any]:
             "until_q": "" if until_raw is None else f"&until={until:%Y-%m-%dT%H:%M}",
             "widths": list(WIDTHS), "rows": rows, "metric": series.metric,
             "bad": verdict is not None and verdict.state == "not_met",
-            "verdict": verdict, "cell": cell, "duration_ms": took_ms}
+            "verdict": verdict, "cell": cell, "duration_ms": took_ms,
+            "story": series.sentences(view.t)}
 
 
 def _until(raw: str | None) -> datetime:
