@@ -67,6 +67,27 @@ def test_webhook_posts_the_alert_and_its_resolution(tmp_path: Path, http_sink: H
     ws.close()
 
 
+def test_the_message_speaks_the_projects_language(tmp_path: Path, http_sink: HttpSink,
+                                                  make_project, monkeypatch) -> None:
+    monkeypatch.delenv("PLANTA_LANG", raising=False)
+    make_project(tmp_path, rules=[{"name": "recall low", "when": "estimated_recall < objective",
+                                   "then": ["webhook"], "resolve_after": 1}],
+                 extra={"alerts": {"webhook_url": http_sink.url}, "ui": {"lang": "es"}})
+    ws = Workspace.open(tmp_path)
+    try:
+        service = AlertService(ws, clock=Clock())
+        service.evaluate("failure", {"estimated_recall": 0.61}, window="w1")
+        service.evaluate("failure", {"estimated_recall": 0.9}, window="w2")
+    finally:
+        ws.close()
+    opened, resolved = http_sink.received
+    assert opened["lang"] == "es" and opened["event"] == "opened"
+    assert opened["message"].startswith("La regla «recall low» del caso de uso failure se disparó")
+    assert "estimated_recall = 0.61" in opened["message"]
+    assert resolved["message"].startswith("La regla «recall low» del caso de uso failure se "
+                                          "resolvió")
+
+
 def test_a_failing_webhook_is_retried_with_backoff_then_delivered(
         tmp_path: Path, http_sink: HttpSink, workspace) -> None:
     http_sink.statuses.extend([500, 503])

@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlsplit
 import planta
 from planta.core.rules import Rule
 from planta.errors import ConfigError, InputError, NotFoundError, PlantaError
+from planta.i18n import translator
 from planta.store.alerts import SYSTEM_ACTOR, ActionRun, Alert, AlertStore, WindowOutcome
 from planta.store.ids import new_id
 from planta.store.metadata import json_ready, utc_now
@@ -155,10 +156,12 @@ class AlertService:
         payload = dict(run.payload)
         values = ", ".join(f"{k} = {v:g}" if isinstance(v, (int, float)) else f"{k} = {v}"
                            for k, v in (payload.get("values") or {}).items())
-        verb = "fired" if run.event == "opened" else "resolved"
-        text = (f"Rule {run.rule!r} of use case {run.usecase} {verb}"
-                + (f": {values}" if values and run.event == "opened" else "")
-                + f" (condition: {payload.get('when', '')}).")
+        # In the project's language ([ui] lang or PLANTA_LANG): the people reading the
+        # plant's chat or pager speak it; the fields around it stay machine-readable.
+        text = translator(self.ws.project.settings.lang)(
+            "alert.fired" if run.event == "opened" else "alert.resolved", rule=run.rule,
+            usecase=run.usecase, values=f": {values}" if values else "",
+            when=payload.get("when", ""))
         return json_ready({"project": self.ws.project.name, "usecase": run.usecase,
                            "rule": run.rule, "event": run.event, "alert_id": run.alert_id,
                            "state": alert.get("state"), "count": alert.get("count"),
@@ -166,6 +169,7 @@ class AlertService:
                            "last_seen": alert.get("last_seen"), "when": payload.get("when"),
                            "values": payload.get("values") or {},
                            "window": payload.get("window"), "message": text,
+                           "lang": self.ws.project.settings.lang,
                            "sent_by": f"planta {planta.__version__}"})
 
     def _rule(self, run: ActionRun) -> Rule | None:
