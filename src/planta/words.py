@@ -38,6 +38,20 @@ _COUNTED = {"recall", "precision", "false_alarm_rate", "accuracy", "balanced_acc
             "mape"}
 
 
+def localized(text: str, t: Translate) -> str:
+    """A number written the English way ("1,234.5") in ``t``'s language: the catalogue's
+    ``num.group`` and ``num.decimal`` ("1.234,5" in Spanish).
+
+    >>> from planta.i18n import translator
+    >>> localized("1,234.5", translator("es")), localized("0.84", translator("en"))
+    ('1.234,5', '0.84')
+    """
+    group, decimal = t("num.group"), t("num.decimal")
+    if (group, decimal) == (",", "."):
+        return text
+    return "".join(group if c == "," else decimal if c == "." else c for c in text)
+
+
 def _number(x: float) -> str:
     return f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
 
@@ -70,7 +84,8 @@ def metric_sentences(task: str, metrics: Mapping[str, Any], t: Translate, *, tar
         if name in _COUNTED:
             # A rare event (false alarms) reads better out of 1,000 than as "0 out of 100".
             base = 1000 if name == "false_alarm_rate" and value < 0.05 else 100
-            kw = {"n": round(value * base), "base": f"{base:,}", "target": target}
+            kw = {"n": round(value * base), "base": localized(f"{base:,}", t),
+                  "target": target}
             if low is not None and high is not None and _lopsided(value, low, high):
                 # At 100 % (9 alarms of 9), "100, give or take 15" would promise up to 115
                 # out of 100: name the two ends instead.
@@ -81,9 +96,9 @@ def metric_sentences(task: str, metrics: Mapping[str, Any], t: Translate, *, tar
             out.append(_with_pm(t, name, counted, **kw))
         else:
             suffix = f" {unit}" if unit and name in ("mae", "rmse") else ""
-            shown = f"{value * 100:.0f}" if name == "f1_macro" else _number(value)
+            shown = f"{value * 100:.0f}" if name == "f1_macro" else localized(_number(value), t)
             quoted = None if width is None else (f"{width * 100:.0f}" if name == "f1_macro"
-                                                 else _width(width))
+                                                 else localized(_width(width), t))
             out.append(_with_pm(t, name, quoted, n=shown + suffix, target=target))
     return out
 
@@ -126,12 +141,14 @@ def gate_lines(gate: Mapping[str, Any], t: Translate) -> list[str]:
         if not isinstance(c, Mapping) or "metric" not in c:
             continue
         low, high = c.get("lower"), c.get("upper")
-        interval = (t("gate.interval", low=_number(low), high=_number(high))
+        interval = (t("gate.interval", low=localized(_number(low), t),
+                      high=localized(_number(high), t))
                     if isinstance(low, (int, float)) and isinstance(high, (int, float)) else "")
         lines.append(t("gate.clause_met" if c.get("passed") else "gate.clause_missed",
-                       metric=t(f"metric_name.{c['metric']}"), value=_number(c["value"]),
+                       metric=t(f"metric_name.{c['metric']}"),
+                       value=localized(_number(c["value"]), t),
                        interval=interval, op=_OPS.get(c.get("op", ""), c.get("op", "")),
-                       target=_number(c["target"])))
+                       target=localized(_number(c["target"]), t)))
     if not lines:  # an imported bundle, or a cost objective: the gate's own words
         lines = [str(r) for r in gate.get("reasons") or ()]
     return lines
@@ -142,13 +159,15 @@ def reason_words(reason: Mapping[str, Any], t: Translate, *, label: str,
     """One reason of a prediction ("torque is high (62 Nm, usual 30–50) → +35 % risk")."""
     value = reason.get("value")
     shown = t("reason.missing") if value is None else (
-        _number(value) if isinstance(value, (int, float)) and not isinstance(value, bool)
+        localized(_number(value), t) if isinstance(value, (int, float))
+        and not isinstance(value, bool)
         else str(value))
     if value is not None and unit:
         shown += f" {unit}"
     usual = reason.get("usual")
     if isinstance(usual, Sequence) and len(usual) == 2:
-        shown += t("reason.usual_range", low=_number(usual[0]), high=_number(usual[1]))
+        shown += t("reason.usual_range", low=localized(_number(usual[0]), t),
+                   high=localized(_number(usual[1]), t))
     name = label.split("[")[0].strip()
     head = t(f"reason.{reason.get('level', 'usual')}", name=name, value=shown)
     effect = float(reason.get("effect") or 0.0)
@@ -159,4 +178,5 @@ def reason_words(reason: Mapping[str, Any], t: Translate, *, label: str,
     return head + t("reason.class", effect=f"{effect:+.3g}")
 
 
-__all__ = ["SHOWN", "gate_lines", "metric_sentences", "objective_words", "reason_words"]
+__all__ = ["SHOWN", "gate_lines", "localized", "metric_sentences", "objective_words",
+           "reason_words"]

@@ -110,6 +110,9 @@ def test_metrics_read_as_counts_out_of_100_with_their_interval() -> None:
     assert "ROC-AUC" in lines[3] and "coin toss" in lines[3]  # never without its plain line
     es = metric_sentences("binary", metrics, translator("es"), target="fallo")
     assert es[0] == "De cada 100 casos reales de «fallo», este modelo detectaría 84, más o menos 5."
+    # Numbers the Spanish way: "1.000" casos, "0,95" (English "1,000" and "0.95").
+    assert "De cada 1.000 casos normales" in es[2] and "0,95" in es[3], es
+    assert "0.95" in lines[3] and "1,000" in lines[2]
 
 
 def test_a_lopsided_interval_names_both_ends() -> None:
