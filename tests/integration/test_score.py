@@ -318,3 +318,18 @@ def test_the_use_cases_constraints_join_the_gate(ws: Workspace, limits: dict[str
     assert mv.state == "rejected" and not clauses[failing]["passed"]
     assert clauses[failing]["value"] > clauses[failing]["target"]
     assert any("above the limit" in r for r in mv.gate["reasons"])
+
+
+def test_the_onnx_engine_is_built_only_where_it_can_pay(ws: Workspace) -> None:
+    # Its start (about 1.5 s) is repaid by trees x input size: never below 8 MB, and for a
+    # small model only on a file large enough (bench/RESULTS.md §2).
+    predictor, _ = load_predictor(load_bundle(ws, "failure"))
+    trees = sum(m.booster.num_trees() for _, m in predictor.members if m.kind == "lightgbm") + \
+        sum(m.booster.num_boosted_rounds() for _, m in predictor.members if m.kind == "xgboost")
+    assert trees > 0
+    mb = 2**20
+    assert not score._engine_pays(predictor, 4 * mb)
+    enough = max(8.0, score._ENGINE_MIN_TREE_MB / trees)
+    assert score._engine_pays(predictor, int((enough + 1) * mb))
+    if enough > 9:
+        assert not score._engine_pays(predictor, int((enough - 1) * mb))

@@ -62,6 +62,11 @@ _POLL_S = 0.05
 # when it is exact for the model: building it and importing onnx cost about 1 s, which the
 # engine's faster trees repay only over some tens of thousands of rows.
 _ENGINE_MIN_BYTES = 8 * 1024 * 1024
+# ... and only when the trees are many enough for the file: the engine's start (about 1.5 s)
+# is repaid at about this many trees × input megabytes (bench/RESULTS.md §2: a 35-tree model
+# lost with it on a 45 MB file, 1.23× plain LightGBM against 1.51× native, and about broke even
+# on 226 MB; a 460-tree ensemble gained on 45 MB).
+_ENGINE_MIN_TREE_MB = 5000.0
 # Member kinds whose prediction of a row depends on that row only, bit for bit, however the
 # rows are split into blocks (a linear model goes through a matrix product, which BLAS may
 # sum differently for other shapes: it is cheap, so its chunks are predicted whole).
@@ -326,9 +331,10 @@ class _Model:
 
 
 def _load_model(ws: Workspace, usecase: str, version: str | int, threads: int,
-                engine: bool = False) -> _Model:
+                input_bytes: int = 0) -> _Model:
     """The model version's predictor (one thread per predict call when the pool has several),
-    and with ``engine`` its onnxruntime engine when that is exact for the model."""
+    and its onnxruntime engine when that is exact for the model and an input of
+    ``input_bytes`` makes building it worth it (:func:`_engine_pays`)."""
     # Imported here, once the reader thread is parsing: planta.services.versions brings in
     # scipy, scikit-learn and then LightGBM (about 1 s of imports on the 2-core bench box),
     # during which the first chunks are read.
@@ -343,7 +349,7 @@ def _load_model(ws: Workspace, usecase: str, version: str | int, threads: int,
         # balances the blocks across cores that the reader and writer share.
         predictor = Predictor.from_members(bundle.members, num_threads=1)
     fast = None
-    if engine:
+    if _engine_pays(predictor, input_bytes):
         profile = bundle.json("profile.json") if "profile.json" in bundle.members else {}
         fast = build_engine(predictor, profile).engine
         # Faster per single record, the engine may still cost more on large blocks for some
@@ -351,6 +357,22 @@ def _load_model(ws: Workspace, usecase: str, version: str | int, threads: int,
         if fast is not None and not cheaper(fast, predictor, profile, _BLOCK_ROWS // 4)[0]:
             fast = None
     return _Model(predictor, contract, int(bundle.version or 0), fast)
+
+
+def _engine_pays(predictor: Predictor, input_bytes: int) -> bool:
+    """Whether building the onnxruntime engine can pay for itself on an input this large."""
+    if input_bytes < _ENGINE_MIN_BYTES:
+        return False
+    trees = 0
+    for _, model in predictor.members:
+        booster = getattr(model, "booster", None)
+        if booster is None:
+            continue
+        if model.kind == "lightgbm":
+            trees += int(booster.num_trees())
+        elif model.kind == "xgboost":
+            trees += int(booster.num_boosted_rounds()) * max(1, int(getattr(model, "n_classes", 1)))
+    return trees * input_bytes / 2**20 >= _ENGINE_MIN_TREE_MB
 
 
 @dataclass
@@ -490,7 +512,7 @@ def score_file(ws: Workspace, usecase: str, source: Path, output: Path, *,
     writer = TableWriter(output, fmt)
     model, counts, input_sha = _Run(source, output, chunks, writer, threads).execute(
         lambda: _load_model(ws, usecase, version, threads,
-                            engine=source.stat().st_size >= _ENGINE_MIN_BYTES),
+                            input_bytes=source.stat().st_size),
         range_policy, progress)
     model_version = model.version
     duration = time.perf_counter() - start
