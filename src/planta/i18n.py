@@ -24,6 +24,7 @@ in the browser, ``?lang=`` or the ``planta_lang`` cookie over those.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Mapping
 from functools import cache
@@ -75,6 +76,7 @@ def translator(lang: str) -> Translate:
         text = text or messages.get(key) or english.get(key) or key
         return text.format(**kw) if kw else text
 
+    t.lang = lang if lang in LANGS else DEFAULT_LANG  # type: ignore[attr-defined]
     return t
 
 
@@ -103,9 +105,47 @@ def said(key: str, /, **params: Any) -> dict[str, Any]:
     return {"key": key, "params": params}
 
 
+def number(value: float, lang: str = DEFAULT_LANG, digits: int | None = None) -> str:
+    """``value`` written for people reading ``lang``: ``digits`` decimals, or with None whole
+    from 1,000 up and three significant digits below; thousands grouped.
+
+    The marks are the catalogue's ``num.decimal`` and ``num.group``: Spanish writes the
+    decimal comma and groups thousands with a point (es-ES). JSON and the API keep machine
+    numbers, so use this only for words shown to a person.
+
+    >>> number(1234.5, "es", 1), number(1234.5, "en", 1), number(0.0456, "es")
+    ('1.234,5', '1,234.5', '0,0456')
+    >>> number(84.0, "es", 0) + " %", number(2500000, "es"), number(float("nan"), "es")
+    ('84 %', '2.500.000', 'nan')
+    """
+    v = float(value)
+    if not math.isfinite(v):
+        return f"{v:g}"
+    if digits is not None:
+        text = f"{v:,.{max(int(digits), 0)}f}"
+    else:
+        text = f"{v:,.0f}" if abs(v) >= 999.5 else f"{v:.3g}"
+    messages = catalogue(lang if lang in LANGS else DEFAULT_LANG)
+    group, decimal = messages.get("num.group", ","), messages.get("num.decimal", ".")
+    if (group, decimal) == (",", "."):
+        return text
+    return "".join(group if c == "," else decimal if c == "." else c for c in text)
+
+
+def said_number(value: float, digits: int | None = None) -> dict[str, Any]:
+    """A number as data (:func:`said`), written by :func:`say` in the reader's language.
+
+    >>> say(said("perf.span.days", n=said_number(1.5, 1)), translator("es"))
+    'tanda de 1,5 días'
+    """
+    return {"number": float(value), "digits": digits}
+
+
 def say(doc: Any, t: Translate) -> str:
     """What :func:`said` recorded, in ``t``'s language; anything else as text."""
     if isinstance(doc, Mapping):
+        if "number" in doc:
+            return number(doc["number"], getattr(t, "lang", DEFAULT_LANG), doc.get("digits"))
         if "key" in doc:
             return t(str(doc["key"]), **{k: say(v, t) for k, v in (doc.get("params") or {}).items()})
         if "items" in doc:
@@ -155,4 +195,5 @@ def choose_lang(query: str | None, cookie: str | None, default: str) -> str:
 
 
 __all__ = ["DEFAULT_LANG", "LOCALE_DIRS", "Translate", "catalogue", "catalogue_files",
-           "choose_lang", "env_lang", "normalise", "said", "said_lines", "say", "translator"]
+           "choose_lang", "env_lang", "normalise", "number", "said", "said_lines",
+           "said_number", "say", "translator"]

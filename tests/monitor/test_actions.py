@@ -83,7 +83,7 @@ def test_the_message_speaks_the_projects_language(tmp_path: Path, http_sink: Htt
     opened, resolved = http_sink.received
     assert opened["lang"] == "es" and opened["event"] == "opened"
     assert opened["message"].startswith("La regla «recall low» del caso de uso failure se disparó")
-    assert "estimated_recall = 0.61" in opened["message"]
+    assert "estimated_recall = 0,61" in opened["message"]  # Spanish numbers
     assert resolved["message"].startswith("La regla «recall low» del caso de uso failure se "
                                           "resolvió")
 

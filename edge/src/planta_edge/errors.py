@@ -14,10 +14,21 @@
 It lives in planta-edge because the edge runtime raises the same errors as the hub
 (``planta.errors`` re-exports it). Messages are written for a plant engineer: what
 happened, where, which rule, and what to do next.
+
+The words live in one place, the hub's message catalogue (``planta/locale/*.json``): the edge
+speaks English, and an error may name its catalogue ``key`` and values, which travel in its
+JSON (``message_key``, ``message_params``) so that the hub or any client can say it in
+another language. planta-edge itself never imports planta.
+
+>>> PlantaError("The edge runtime is stopping; send again.", key="edge.stopping").to_dict()
+... # doctest: +NORMALIZE_WHITESPACE
+{'error': 'PlantaError', 'message': 'The edge runtime is stopping; send again.', 'hint': None,
+ 'message_key': 'edge.stopping', 'message_params': {}}
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -25,14 +36,20 @@ class PlantaError(Exception):
     """Base of every error planta raises on purpose.
 
     ``hint`` is the "what to do next" sentence; entry points print it after the message.
+    ``key`` and ``params``: the message's key in the hub's catalogue and its values (the hub
+    sets them with ``planta.errors.keyed``); None for a message that has no key.
     """
 
     exit_code = 1
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, key: str | None = None,
+                 params: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        if key is not None:
+            self.message_key = key
+            self.params = dict(params or {})
 
     def __str__(self) -> str:
         return f"{self.message} {self.hint}" if self.hint else self.message
@@ -40,8 +57,18 @@ class PlantaError(Exception):
     def to_dict(self) -> dict[str, Any]:
         # message_key: the hub's catalogue key (set by planta.errors.keyed), for a client that
         # says the message in its own language; None for a message that has none.
+        key = getattr(self, "message_key", None)
+        params = getattr(self, "params", None) or {}
         return {"error": type(self).__name__, "message": self.message, "hint": self.hint,
-                "message_key": getattr(self, "message_key", None)}
+                "message_key": key,
+                "message_params": {k: _plain(v) for k, v in params.items()} if key else None}
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON carries it (a sentence kept as data stays a mapping)."""
+    if value is None or isinstance(value, (str, int, float, bool, Mapping)):
+        return value
+    return str(value)
 
 
 class PlantaWarning(UserWarning):
@@ -64,8 +91,9 @@ class ContractError(InputError):
     """Input breaks the data contract; carries every violation found, not only the first."""
 
     def __init__(self, message: str, violations: list[Any] | None = None, *,
-                 hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
+                 hint: str | None = None, key: str | None = None,
+                 params: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message, hint=hint, key=key, params=params)
         self.violations = list(violations or [])
 
     def to_dict(self) -> dict[str, Any]:

@@ -42,7 +42,10 @@ from planta.core.metrics import (
 )
 from planta.core.spec import Clause, Cost, Objective, Task
 from planta.errors import InputError
-from planta.i18n import DEFAULT_LANG, said, say, translator
+
+# Sentences are made here as data (said: a catalogue key and values); the catalogue's English
+# words are looked up only where a caller asks for plain English text (judge, sentence).
+from planta.i18n import DEFAULT_LANG, said, said_number, say, translator
 
 BINS = 20
 # Simulated label draws per window: the 2.5 % and 97.5 % quantiles of 1,000 draws sit within
@@ -421,13 +424,29 @@ class Verdict:
 
     state: str
     reasons: tuple[str, ...] = ()
+    # The same reasons as data (planta.i18n.said), for a reader in another language.
+    reasons_said: tuple[dict[str, Any], ...] = ()
 
     @property
     def decided(self) -> bool:
         return self.state in (MET, NOT_MET)
 
+    def reasons_in(self, t: Any, state: str | None = None) -> list[str]:
+        """The reasons in ``t``'s language (only those of clauses in ``state``, if given).
+
+        >>> from planta.core.spec import parse_objective
+        >>> v = judge(parse_objective("recall>=0.8", Task.BINARY), {"recall": Estimate(0.6, 0.5, 0.7)})
+        >>> v.reasons_in(translator("es"), NOT_MET)
+        ['recall>=0.8 no se cumple: ni siquiera el extremo favorable, 0,7, lo alcanza']
+        """
+        if len(self.reasons_said) != len(self.reasons):  # made by hand, without the data
+            return list(self.reasons) if state is None else []
+        return [say(d, t) for d in self.reasons_said
+                if state is None or d.get("params", {}).get("state") == state]
+
     def to_dict(self) -> dict[str, Any]:
-        return {"state": self.state, "reasons": list(self.reasons)}
+        return {"state": self.state, "reasons": list(self.reasons),
+                "reasons_said": list(self.reasons_said)}
 
 
 def objective_clauses(objective: Objective) -> tuple[Clause, ...]:
@@ -448,34 +467,38 @@ def judge(objective: Objective, estimates: Mapping[str, Estimate]) -> Verdict:
     'unclear'
     """
     states: list[str] = []
-    reasons: list[str] = []
+    docs: list[dict[str, Any]] = []
     for clause in objective_clauses(objective):
         est = estimates.get(clause.metric)
         if est is None or not all(math.isfinite(v) for v in (est.value, est.lower, est.upper)):
             states.append(UNKNOWN)
-            reasons.append(f"{clause.metric} is not known in this window")
+            docs.append(said("perf.reason.unknown", metric=clause.metric, state=UNKNOWN))
             continue
         good, bad = (est.lower, est.upper) if clause.higher_is_better else (est.upper, est.lower)
         if clause.met_by(good):
             states.append(MET)
-            reasons.append(f"{clause} met: even the unfavourable end {_num(good)} reaches it")
+            docs.append(said("perf.reason.met", clause=str(clause), v=said_number(good),
+                             state=MET))
         elif not clause.met_by(bad):
             states.append(NOT_MET)
-            reasons.append(f"{clause} not met: even the favourable end {_num(bad)} misses it")
+            docs.append(said("perf.reason.not_met", clause=str(clause), v=said_number(bad),
+                             state=NOT_MET))
         else:
             states.append(UNCLEAR)
-            reasons.append(f"{clause} unclear: the interval {_num(est.lower)} to "
-                           f"{_num(est.upper)} holds the target")
+            docs.append(said("perf.reason.unclear", clause=str(clause),
+                             low=said_number(est.lower), high=said_number(est.upper),
+                             state=UNCLEAR))
     if not states:
-        return Verdict(UNKNOWN, ("the objective has no clause to judge",))
+        return _verdict(UNKNOWN, [said("perf.reason.none")])
     for state in (NOT_MET, UNKNOWN, UNCLEAR):
         if state in states:
-            return Verdict(state, tuple(reasons))
-    return Verdict(MET, tuple(reasons))
+            return _verdict(state, docs)
+    return _verdict(MET, docs)
 
 
-def _num(v: float) -> str:
-    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+def _verdict(state: str, docs: list[dict[str, Any]]) -> Verdict:
+    english = translator(DEFAULT_LANG)
+    return Verdict(state, tuple(say(d, english) for d in docs), tuple(docs))
 
 
 # Counted out of 100 in the sentences (their catalogue keys: perf.<metric>, perf.<metric>.est).
@@ -493,8 +516,8 @@ def sentence_said(metric: str, est: Estimate, *, period: Any, estimated: bool,
         return said("perf.unknown", metric=metric, period=period)
     hedge = math.isfinite(est.lower) and math.isfinite(est.upper)
     if metric in _COUNTED:
-        def pct(v: float) -> str:
-            return f"{v * 100:.0f}"
+        def pct(v: float) -> dict[str, Any]:
+            return said_number(v * 100, 0)
         text = said(f"perf.{metric}" + (".est" if estimated else ""), pos=positive,
                     v=pct(est.value))
         span: Any = said("perf.between", low=pct(est.lower), high=pct(est.upper)) if hedge \
@@ -503,15 +526,18 @@ def sentence_said(metric: str, est: Estimate, *, period: Any, estimated: bool,
     else:
         label = said(f"perf.label.{metric}") if metric in _LABELLED else metric
         text = said("perf.about.est" if estimated else "perf.about", label=label,
-                    v=_num(est.value))
-        span = said("perf.between", low=_num(est.lower), high=_num(est.upper)) if hedge else ""
-        goal = said("perf.goal", target=f"{target:g}") if target is not None else ""
+                    v=said_number(est.value))
+        span = said("perf.between", low=said_number(est.lower),
+                    high=said_number(est.upper)) if hedge else ""
+        goal = said("perf.goal", target=said_number(target)) if target is not None else ""
     return said("perf.sentence", text=text, span=span, period=period, goal=goal)
 
 
 def sentence(metric: str, est: Estimate, *, period: str, estimated: bool,
-             target: float | None = None, positive: str = "failures") -> str:
-    """One plant-words sentence about a metric in a window, in English.
+             target: float | None = None, positive: str = "failures",
+             t: Any = None) -> str:
+    """One plant-words sentence about a metric in a window, in ``t``'s language (English
+    by default; :func:`sentence_said` gives it as data).
 
     >>> print(sentence("recall", Estimate(0.78, 0.70, 0.85), period="last week",
     ...                estimated=False, target=0.8))  # doctest: +NORMALIZE_WHITESPACE
@@ -519,7 +545,7 @@ def sentence(metric: str, est: Estimate, *, period: str, estimated: bool,
     the goal is 80.
     """
     return say(sentence_said(metric, est, period=period, estimated=estimated, target=target,
-                             positive=positive), translator(DEFAULT_LANG))
+                             positive=positive), t or translator(DEFAULT_LANG))
 
 
 __all__ = ["BINS", "DRAWS", "ESTIMABLE", "LEVEL", "MET", "NOT_MET", "RESAMPLES", "UNCLEAR",

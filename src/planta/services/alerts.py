@@ -28,8 +28,8 @@ from urllib.parse import unquote, urlsplit
 
 import planta
 from planta.core.rules import Rule
-from planta.errors import ConfigError, InputError, NotFoundError, PlantaError
-from planta.i18n import translator
+from planta.errors import ConfigError, InputError, NotFoundError, PlantaError, error_words, keyed
+from planta.i18n import DEFAULT_LANG, number, said, say, translator
 from planta.store.alerts import SYSTEM_ACTOR, ActionRun, Alert, AlertStore, WindowOutcome
 from planta.store.ids import new_id
 from planta.store.metadata import json_ready, utc_now
@@ -48,7 +48,35 @@ Sender = Callable[[ActionRun, dict[str, Any]], Any]
 
 class DeliveryError(OSError):
     """A receiver (webhook, MQTT broker) did not take the message; the text says which and
-    why, in words for the alert list."""
+    why, in words for the alert list.
+
+    Made by :func:`undelivered`, it keeps its catalogue key and values (``message_key``,
+    ``params``) so that the alert list can say it in the project's language.
+    """
+
+    message_key: str | None = None
+    params: dict[str, Any] = {}  # noqa: RUF012 - replaced per instance by undelivered()
+
+
+def undelivered(key: str, /, **params: Any) -> DeliveryError:
+    """A :class:`DeliveryError` with the catalogue's English for ``key`` (see
+    :func:`planta.errors.keyed`)."""
+    t = translator(DEFAULT_LANG)
+    error = DeliveryError(t(key, **{k: say(v, t) for k, v in params.items()}))
+    error.message_key, error.params = key, dict(params)
+    return error
+
+
+def failure_words(exc: BaseException, lang: str) -> str:
+    """What went wrong with an action, in ``lang``: a planta error or a delivery error by its
+    catalogue key where it has one; anything else as ``Type: text``."""
+    t = translator(lang)
+    if isinstance(exc, PlantaError):
+        return error_words(exc, t)[0]
+    if isinstance(exc, DeliveryError):
+        return (t(exc.message_key, **{k: say(v, t) for k, v in exc.params.items()})
+                if exc.message_key else str(exc))
+    return f"{type(exc).__name__}: {exc}"
 
 
 class AlertService:
@@ -131,11 +159,11 @@ class AlertService:
         sender = self.senders.get(run.action)
         try:
             if sender is None:
-                raise ConfigError(f"Unknown alert action {run.action!r}.")
+                raise keyed(ConfigError, "alert.action.unknown", action=run.action)
             result = sender(run, self.message(run))
         except Exception as exc:  # noqa: BLE001 - every failure is recorded and retried
-            error = (exc.message if isinstance(exc, PlantaError) else str(exc)
-                     if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}")
+            # Kept as text in the alert list, so in the project's language, as the message.
+            error = failure_words(exc, self.ws.project.settings.lang)
             # The data cannot make a model, the use case is gone: a retry would only spend
             # another training budget. Receivers down and settings missing are retried.
             final = isinstance(exc, (InputError, NotFoundError))
@@ -154,12 +182,13 @@ class AlertService:
         except NotFoundError:
             alert = {}
         payload = dict(run.payload)
-        values = ", ".join(f"{k} = {v:g}" if isinstance(v, (int, float)) else f"{k} = {v}"
-                           for k, v in (payload.get("values") or {}).items())
         # In the project's language ([ui] lang or PLANTA_LANG): the people reading the
         # plant's chat or pager speak it; the fields around it stay machine-readable.
-        text = translator(self.ws.project.settings.lang)(
-            "alert.fired" if run.event == "opened" else "alert.resolved", rule=run.rule,
+        lang = self.ws.project.settings.lang
+        values = values_words(payload.get("values") or {}, lang)
+        text = translator(lang)(
+            "alert.message.fired" if run.event == "opened" else "alert.message.resolved",
+            rule=run.rule,
             usecase=run.usecase, values=f": {values}" if values else "",
             when=payload.get("when", ""))
         return json_ready({"project": self.ws.project.name, "usecase": run.usecase,
@@ -190,17 +219,13 @@ class AlertService:
         url = (rule.webhook_url if rule and rule.webhook_url else
                self.ws.project.settings.webhook_url)
         if not url:
-            raise ConfigError("The webhook action has no URL.",
-                              hint="Set webhook_url under [alerts] in planta.toml (or on the "
-                                   "rule).")
+            raise keyed(ConfigError, "alert.action.no_webhook")
         return post_json(url, message, timeout_s=self.webhook_timeout_s)
 
     def _mqtt(self, run: ActionRun, message: dict[str, Any]) -> dict[str, Any]:
         settings = self.ws.project.settings
         if not settings.mqtt_url:
-            raise ConfigError("The mqtt action has no broker.",
-                              hint="Set mqtt_url = \"mqtt://host:1883\" under [alerts] in "
-                                   "planta.toml.")
+            raise keyed(ConfigError, "alert.action.no_mqtt")
         rule = self._rule(run)
         template = rule.mqtt_topic if rule and rule.mqtt_topic else settings.mqtt_topic
         topic = template.format(project=self.ws.project.name, usecase=run.usecase,
@@ -209,12 +234,20 @@ class AlertService:
 
     def _retrain(self, run: ActionRun, message: dict[str, Any]) -> Any:
         if self.retrain is None:
-            raise ConfigError("The retrain action is not available in this process.",
-                              hint="Run the scheduler with `planta scheduler` or `planta "
-                                   "serve`, which wire retraining in.")
+            raise keyed(ConfigError, "alert.action.no_retrain")
         outcome = self.retrain(self.ws, run.usecase, actor=f"{SYSTEM_ACTOR}:{run.rule}",
                                reason=f"alert {run.alert_id}: {message['message']}")
         return outcome.to_dict() if hasattr(outcome, "to_dict") else json_ready(outcome)
+
+
+def values_words(values: Mapping[str, Any], lang: str) -> str:
+    """The signals that made a rule fire, for people: ``psi(torque) = 0,31`` in Spanish.
+
+    >>> values_words({"recall": 0.5432, "rows": 1234.0, "note": "low"}, "es")
+    'recall = 0,543, rows = 1.234, note = low'
+    """
+    return ", ".join(f"{k} = {number(v, lang)}" if isinstance(v, (int, float))
+                     and not isinstance(v, bool) else f"{k} = {v}" for k, v in values.items())
 
 
 def post_json(url: str, document: Mapping[str, Any], *, timeout_s: float) -> dict[str, Any]:
@@ -224,7 +257,7 @@ def post_json(url: str, document: Mapping[str, Any], *, timeout_s: float) -> dic
         ConfigError: the URL is not http(s).  DeliveryError: no answer, or not a 2xx answer.
     """
     if urlsplit(url).scheme not in ("http", "https"):
-        raise ConfigError(f"Webhook URL {url!r} is not http(s).")
+        raise keyed(ConfigError, "alert.webhook.bad_url", url=repr(url))
     body = json.dumps(document, ensure_ascii=False).encode("utf-8")
     request = urllib.request.Request(url, data=body, method="POST", headers={
         "Content-Type": "application/json", "User-Agent": f"planta/{planta.__version__}"})
@@ -233,11 +266,11 @@ def post_json(url: str, document: Mapping[str, Any], *, timeout_s: float) -> dic
         with urllib.request.urlopen(request, timeout=timeout_s) as answer:  # nosec B310
             return {"status": answer.status, "url": url}
     except urllib.error.HTTPError as exc:
-        raise DeliveryError(f"the webhook at {url} answered HTTP {exc.code}") from exc
+        raise undelivered("alert.webhook.status", url=url, code=exc.code) from exc
     except urllib.error.URLError as exc:
-        raise DeliveryError(f"the webhook at {url} could not be reached: {exc.reason}") from exc
+        raise undelivered("alert.webhook.unreachable", url=url, reason=str(exc.reason)) from exc
     except OSError as exc:  # a timeout, a reset connection
-        raise DeliveryError(f"the webhook at {url} did not answer: {exc}") from exc
+        raise undelivered("alert.webhook.silent", url=url, reason=str(exc)) from exc
 
 
 def publish_mqtt(url: str, topic: str, document: Mapping[str, Any], *, timeout_s: float
@@ -254,7 +287,7 @@ def publish_mqtt(url: str, topic: str, document: Mapping[str, Any], *, timeout_s
 
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ConfigError(f"MQTT URL {url!r} is not mqtt://host:port.")
+        raise keyed(ConfigError, "alert.mqtt.bad_url", url=repr(url))
     port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                          client_id=f"planta-alerts-{new_id().lower()}")
@@ -276,23 +309,24 @@ def publish_mqtt(url: str, topic: str, document: Mapping[str, Any], *, timeout_s
     try:
         client.connect(parts.hostname, port, keepalive=max(int(timeout_s) * 2, 10))
     except OSError as exc:
-        raise DeliveryError(f"the MQTT broker at {parts.hostname}:{port} could not be reached: "
-                            f"{exc}") from exc
+        raise undelivered("alert.mqtt.unreachable", broker=f"{parts.hostname}:{port}",
+                          reason=str(exc)) from exc
     client.loop_start()
     try:
         if not connected.wait(timeout_s) or refused:
-            raise DeliveryError(f"the MQTT broker at {parts.hostname}:{port} did not accept the "
-                                f"connection: {refused[0] if refused else 'no answer'}")
+            raise undelivered("alert.mqtt.refused", broker=f"{parts.hostname}:{port}",
+                              reason=refused[0] if refused else said("alert.mqtt.no_answer"))
         body = json.dumps(document, ensure_ascii=False).encode("utf-8")
         info = client.publish(topic, body, qos=1)
         info.wait_for_publish(timeout_s)
         if not info.is_published():
-            raise DeliveryError(f"the MQTT broker at {parts.hostname}:{port} did not "
-                                f"acknowledge the message on {topic} within {timeout_s:g} s")
+            raise undelivered("alert.mqtt.no_ack", broker=f"{parts.hostname}:{port}",
+                              topic=topic, seconds=f"{timeout_s:g}")
         return {"topic": topic, "mid": info.mid, "broker": f"{parts.hostname}:{port}"}
     finally:
         client.disconnect()
         client.loop_stop()
 
 
-__all__ = ["AlertService", "DeliveryError", "RetrainFunction", "post_json", "publish_mqtt"]
+__all__ = ["AlertService", "DeliveryError", "RetrainFunction", "failure_words", "post_json",
+           "publish_mqtt", "undelivered", "values_words"]

@@ -55,7 +55,7 @@ from planta.errors import (
     StoreError,
     keyed,
 )
-from planta.i18n import said
+from planta.i18n import DEFAULT_LANG, said, said_number, say, translator
 from planta.services.workspace import Workspace
 from planta.store.jobs import Job, JobQueue
 from planta.store.metadata import json_dumps
@@ -250,15 +250,17 @@ class Worker:
     :class:`~planta.store.predictions.PredictionLog`, receives every accepted record's
     prediction (channel ``job``, request id = the job id; a records job's results then carry
     their ``prediction_id``) and a count of the rejected ones. ``say`` receives one line per
-    event, for people; ``on_job`` each handled job as it ended.
+    event, for people, in ``lang`` (default: the project's, ``PLANTA_LANG`` over ``[ui] lang``);
+    ``on_job`` each handled job as it ended.
     """
 
     def __init__(self, ws: Workspace, *, owner: str | None = None, lease_s: float = 30.0,
                  poll_s: float = 0.5, log: PredictionLog | None = None,
                  say: Callable[[str], None] | None = None,
-                 on_job: Callable[[Job], None] | None = None, queue: JobQueue | None = None
-                 ) -> None:
+                 on_job: Callable[[Job], None] | None = None, queue: JobQueue | None = None,
+                 lang: str | None = None) -> None:
         self.ws = ws
+        self.t = translator(lang or _project_lang(ws))
         self.owner = owner or default_owner()
         self.lease_s = float(lease_s)
         self.poll_s = float(poll_s)
@@ -282,8 +284,8 @@ class Worker:
             try:
                 worked = self.run_once(stop)
             except StoreError as exc:
-                self.say(f"the store is unreachable ({exc.message}); trying again in "
-                         f"{pause:g} s")
+                self.say(self.t("job.say.store_down", reason=exc.message,
+                                seconds=say(said_number(pause), self.t)))
                 stop.wait(pause)
                 pause = min(max(pause, 0.5) * 2, 30.0)
                 continue
@@ -300,8 +302,8 @@ class Worker:
         job = self.queue.claim(self.owner, self.lease_s)
         if job is None:
             return False
-        self.say(f"job {job.id}: {job.kind} {job.input_name!r} for {job.usecase}, attempt "
-                 f"{job.attempts} of {job.max_attempts}")
+        self.say(self.t("job.say.claimed", job=job.id, kind=job.kind, name=job.input_name,
+                        usecase=job.usecase, attempt=job.attempts, most=job.max_attempts))
         self.last_job = self._process(job, stop)
         if self.on_job is not None:
             self.on_job(self.last_job)
@@ -317,9 +319,9 @@ class Worker:
             lease.stop()
             if exc.release:
                 self._settle(lambda: self.queue.release(job.id, self.owner))
-                self.say(f"job {job.id}: given back to the queue ({exc})")
+                self.say(self.t("job.say.given_back", job=job.id, reason=str(exc)))
             else:
-                self.say(f"job {job.id}: dropped ({exc})")
+                self.say(self.t("job.say.dropped", job=job.id, reason=str(exc)))
             return self._current(job)
         except _PERMANENT as exc:
             lease.stop()
@@ -339,7 +341,8 @@ class Worker:
                                                         output.name, output.summary))
         if done is None:
             return self._current(job)
-        self.say(f"job {job.id}: done → {output.name} ({_describe(output.summary)})")
+        self.say(self.t("job.say.done", job=job.id, name=output.name,
+                        summary=say(_describe(output.summary), self.t)))
         return done
 
     def handle(self, job: Job, check: Callable[[], None]) -> JobOutput:
@@ -350,16 +353,16 @@ class Worker:
             return self._score_file(job, check)
         if job.kind == "records":
             return self._score_records(job, check)
-        raise InputError(f"Job {job.id} has an unknown kind {job.kind!r}.")
+        raise keyed(InputError, "job.unknown_kind", job=job.id, kind=job.kind)
 
     def _failed(self, job: Job, error: str, *, retry: bool) -> Job:
         ended = self._settle(lambda: self.queue.fail(job.id, self.owner, error, retry=retry))
         if ended is None:
             return self._current(job)
         if ended.status == "queued":
-            self.say(f"job {job.id}: attempt {job.attempts} failed, queued again: {error}")
+            self.say(self.t("job.say.requeued", job=job.id, attempt=job.attempts, error=error))
         else:
-            self.say(f"job {job.id}: failed: {ended.error}")
+            self.say(self.t("job.say.failed", job=job.id, error=ended.error))
         return ended
 
     def _settle(self, step: Callable[[], Job]) -> Job | None:
@@ -374,7 +377,7 @@ class Worker:
                 return None
             except StoreError as exc:
                 if attempt == 2:
-                    self.say(f"could not record the job's outcome: {exc.message}")
+                    self.say(self.t("job.say.not_recorded", reason=exc.message))
                     return None
                 time.sleep(1.0)
         return None  # pragma: no cover
@@ -392,7 +395,8 @@ class Worker:
         suffix = _suffix(job.input_name)
         fmt = str(job.options.get("format", "parquet"))
         if fmt not in RESULT_FORMATS:
-            raise InputError(f"Job {job.id} asks for result format {fmt!r}.")
+            raise keyed(InputError, "job.bad_format", job=job.id, format=fmt,
+                        choices=", ".join(RESULT_FORMATS))
         stem = job.input_name[: -len(suffix)]
         with tempfile.TemporaryDirectory(prefix="planta-job-") as tmp:
             # The input keeps the job id as its name: the batch row and audit event show it.
@@ -553,11 +557,21 @@ def _label_text(value: Any) -> Any:
     return str(value)
 
 
-def _describe(summary: Mapping[str, Any]) -> str:
+def _describe(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """A finished job's figures as a sentence (:func:`planta.i18n.said`)."""
     rows, rejected = summary.get("rows"), summary.get("rejected")
     if rows is None:
-        return "no rows"
-    return f"{rows:,} rows, {rejected or 0:,} rejected, model version {summary.get('model_version')}"
+        return said("job.say.no_rows")
+    return said("job.say.rows", rows=said_number(rows, 0), rejected=said_number(rejected or 0, 0),
+                version=summary.get("model_version"))
+
+
+def _project_lang(ws: Any) -> str:
+    """The project's language for the worker's lines (English where there is no project)."""
+    try:
+        return str(ws.project.settings.lang)
+    except AttributeError:
+        return DEFAULT_LANG
 
 
 @dataclass

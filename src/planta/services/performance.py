@@ -55,7 +55,7 @@ from planta.core.performance import (
 )
 from planta.core.spec import Task, UseCase
 from planta.errors import InputError, NotFoundError
-from planta.i18n import DEFAULT_LANG, Translate, said, say, translator
+from planta.i18n import DEFAULT_LANG, Translate, said, said_number, say, translator
 from planta.services import performance_log as reader
 from planta.services.label_rollup import (
     binary_metrics,
@@ -133,6 +133,8 @@ class PerformanceSeries:
     positive: str = "failures"
     estimable: bool = True
     notes: list[str] = field(default_factory=list)
+    # The notes as data (planta.i18n.said), said in the reader's language.
+    notes_said: list[Any] = field(default_factory=list)
 
     @property
     def metrics(self) -> list[str]:
@@ -202,7 +204,7 @@ class PerformanceSeries:
 
     def sentences_said(self) -> list[Any]:
         """The story in plant words, as data any language can say (:func:`planta.i18n.say`):
-        the newest realised and estimated figures of the goal, then the notes (English)."""
+        the newest realised and estimated figures of the goal, then the notes."""
         out: list[Any] = []
         target = self.targets.get(self.metric)
         labelled = self.latest_labelled()
@@ -222,9 +224,11 @@ class PerformanceSeries:
                                      target=target, positive=self.positive))
         verdict = self.verdict()
         if verdict is not None and verdict.state == "not_met":
-            out.append(said("perf.not_met", reasons="; ".join(
-                r for r in verdict.reasons if "not met" in r)))
-        return out + list(self.notes)
+            missed = [d for d in verdict.reasons_said
+                      if d.get("params", {}).get("state") == "not_met"]
+            out.append(said("perf.not_met", reasons={"items": missed, "sep": "; "}))
+        notes = self.notes_said if len(self.notes_said) == len(self.notes) else self.notes
+        return out + list(notes)
 
     def sentences(self, t: Translate | None = None) -> list[str]:
         """:meth:`sentences_said` in ``t``'s language (English by default)."""
@@ -252,18 +256,21 @@ def _put(out: dict[str, float], name: str, value: float) -> None:
 
 def _period(w: PerformanceWindow, window: timedelta) -> dict[str, Any]:
     if window >= timedelta(days=1) and w.start.time() == datetime.min.time():
-        day = w.start.strftime("%d %b %Y").lstrip("0")
+        day = said("perf.date", d=w.start.day, m=said(f"month.{w.start.month}"),
+                   y=w.start.year)
         return said("perf.period.day", day=day) if window == timedelta(days=1) else said(
             "perf.period.span", span=_span(window), day=day)
-    return said("perf.period.range", start=f"{w.start:%d %b %H:%M}", end=f"{w.end:%H:%M}")
+    start = said("perf.date.time", d=f"{w.start:%d}", m=said(f"month.{w.start.month}"),
+                 hm=f"{w.start:%H:%M}")
+    return said("perf.period.range", start=start, end=f"{w.end:%H:%M}")
 
 
 def _span(window: timedelta) -> dict[str, Any]:
     days = window.total_seconds() / 86400
     if days == 7:
         return said("perf.span.week")
-    return said("perf.span.days", n=f"{days:g}") if days >= 1 else said(
-        "perf.span.hours", n=f"{window.total_seconds() / 3600:g}")
+    return said("perf.span.days", n=said_number(days)) if days >= 1 else said(
+        "perf.span.hours", n=said_number(window.total_seconds() / 3600))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,7 +331,7 @@ def performance_over_time(ws: Workspace, usecase: str, *, since: datetime | None
     counts = reader.row_counts(ws, usecase, edges)
     windows = [PerformanceWindow(start=a, end=b, n_predictions=0)
                for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    notes: list[str] = []
+    notes: list[Any] = []
     sql = engine_sql and ws.store.dialect == "sqlite" and uc.task == Task.BINARY
     closed = frozenset((a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)
                        if b - a == window and b <= now)
@@ -340,8 +347,7 @@ def performance_over_time(ws: Workspace, usecase: str, *, since: datetime | None
             w.n_predictions = summary.n
             w.estimated = _estimated(ws, memory, usecase, uc, model, w, summary, now)
     if uc.task == Task.REGRESSION:
-        notes.append("A regression model's error cannot be estimated before the measured "
-                     "values arrive: only realised figures are shown.")
+        notes.append(said("perf.note.regression"))
     realised = _realised(ws, memory, usecase, uc, model, edges, counts, now)
     memory.save()
     for w, (labelled, metrics, unread) in zip(windows, realised, strict=True):
@@ -349,10 +355,8 @@ def performance_over_time(ws: Workspace, usecase: str, *, since: datetime | None
         w.realised = metrics or None
     bad = sum(w.n_unreadable for w in windows)
     if bad:
-        notes.append(f"{bad:,} ground-truth value{'s' if bad > 1 else ''} "
-                     f"match{'' if bad > 1 else 'es'} none of the model's classes "
-                     f"({', '.join(model.classes)}) and {'were' if bad > 1 else 'was'} "
-                     "left out.")
+        notes.append(said("perf.note.unreadable", n=said_number(bad, 0),
+                          classes=", ".join(model.classes)))
     for w in windows:
         if w.realised:
             w.realised_verdict = judge(uc.objective, w.realised)
@@ -366,7 +370,8 @@ def performance_over_time(ws: Workspace, usecase: str, *, since: datetime | None
         objective_words=uc.objective.describe(), metric=metric, targets=targets,
         since=edges[0], until=edges[-1], window=window, version=model.version,
         validation=model.validation, windows=windows, positive=_positive_words(uc, model),
-        estimable=uc.task != Task.REGRESSION, notes=notes)
+        estimable=uc.task != Task.REGRESSION, notes_said=notes,
+        notes=[say(n, translator(DEFAULT_LANG)) for n in notes])
 
 
 def _estimated(ws: Workspace, memory: WindowMemory, usecase: str, uc: UseCase, model: _Model,

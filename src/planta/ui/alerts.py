@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from planta.core.lifecycle import Role
 from planta.errors import InputError, NotFoundError
 from planta.server.guard import require
+from planta.services.alerts import values_words
 from planta.store.alerts import AlertStore
 from planta.store.ids import is_id
 from planta.ui.view import View
@@ -37,10 +38,8 @@ def _when(value: Any) -> str:
     return "" if value is None else f"{value:%Y-%m-%d %H:%M}"
 
 
-def _values(payload: Any) -> str:
-    values = (payload or {}).get("values") or {}
-    return ", ".join(f"{k} = {v:.3g}" if isinstance(v, (int, float)) else f"{k} = {v}"
-                     for k, v in values.items())
+def _values(payload: Any, lang: str) -> str:
+    return values_words((payload or {}).get("values") or {}, lang)
 
 
 def alerts(view: View) -> dict[str, Any]:
@@ -53,7 +52,7 @@ def alerts(view: View) -> dict[str, Any]:
         run = failed.get(a.id)
         return {"id": a.id, "usecase": a.usecase, "rule": a.rule, "condition": a.condition,
                 "state": a.state, "count": a.count, "first_seen": _when(a.first_seen),
-                "last_seen": _when(a.last_seen), "values": _values(a.payload),
+                "last_seen": _when(a.last_seen), "values": _values(a.payload, view.lang),
                 "acknowledged_by": a.acknowledged_by, "acknowledged_reason":
                 a.acknowledged_reason, "resolved_by": a.resolved_by,
                 "resolved_reason": a.resolved_reason, "resolved_at": _when(a.resolved_at),

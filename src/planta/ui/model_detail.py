@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
+from planta.i18n import number
 from planta.ui.view import View
 from planta.ui.words import SHOWN
 
@@ -159,7 +160,7 @@ def slider(doc: Mapping[str, Any]) -> dict[str, Any] | None:
                                 for r in rows], separators=(",", ":"))}
 
 
-def _shown(name: str, est: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _shown(name: str, est: Mapping[str, Any] | None, lang: str = "en") -> dict[str, Any] | None:
     if not isinstance(est, Mapping) or not isinstance(est.get("value"), (int, float)):
         return None
     scale = 100 if name in AS_PERCENT else 1
@@ -169,8 +170,8 @@ def _shown(name: str, est: Mapping[str, Any] | None) -> dict[str, Any] | None:
             return None
         v = x * scale
         if scale == 100:  # "0.4 %", not "0 %", for a rare event such as false alarms
-            return f"{v:.1f}" if abs(v) < 10 and round(v, 1) != round(v) else f"{v:.0f}"
-        return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+            return number(v, lang, 1 if abs(v) < 10 and round(v, 1) != round(v) else 0)
+        return number(v, lang)
 
     return {"value": float(est["value"]), "lower": est.get("lower"), "upper": est.get("upper"),
             "text": fmt(est["value"]), "low": fmt(est.get("lower")),
@@ -194,7 +195,8 @@ def comparison(view: View, name: str, mv: Any, doc: Mapping[str, Any]) -> dict[s
             names.append(str(c.get("metric")))
     rows = []
     for metric in names:
-        a, b = _shown(metric, mv.metrics.get(metric)), _shown(metric, prod.metrics.get(metric))
+        a, b = (_shown(metric, mv.metrics.get(metric), view.lang),
+                _shown(metric, prod.metrics.get(metric), view.lang))
         if a is None or b is None:
             continue
         higher = metric not in LOWER_IS_BETTER

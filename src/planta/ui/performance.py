@@ -18,6 +18,7 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from planta.core.metrics import Estimate
+from planta.i18n import number
 from planta.services.performance import PerformanceSeries, performance_over_time
 from planta.ui.view import View
 
@@ -51,7 +52,7 @@ def performance(view: View, name: str) -> dict[str, Any]:
     # The SVG is drawn here from numbers; labels are escaped; nothing from the request.
     charts = [{"metric": m, "svg": Markup(chart_svg(series, m)),  # nosec B704
                "goal": None if m not in series.targets else cell(
-                   Estimate(series.targets[m], math.nan, math.nan), m)}
+                   Estimate(series.targets[m], math.nan, math.nan), m, view.lang)}
               for m in series.metrics[:4]]
     verdict = series.verdict()
     rows = [w for w in reversed(series.windows) if w.n_predictions][:60]
@@ -60,7 +61,8 @@ def performance(view: View, name: str) -> dict[str, Any]:
             "until_q": "" if until_raw is None else f"&until={until:%Y-%m-%dT%H:%M}",
             "widths": list(WIDTHS), "rows": rows, "metric": series.metric,
             "bad": verdict is not None and verdict.state == "not_met",
-            "verdict": verdict, "cell": cell, "duration_ms": took_ms,
+            "verdict": verdict, "cell": lambda est, metric: cell(est, metric, view.lang),
+            "duration_ms": took_ms,
             "story": series.sentences(view.t)}
 
 
@@ -73,12 +75,12 @@ def _until(raw: str | None) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
-def cell(est: Estimate | None, metric: str) -> str:
-    """A metric and its interval for a table cell: ``78 (70–85)``."""
+def cell(est: Estimate | None, metric: str, lang: str = "en") -> str:
+    """A metric and its interval for a table cell: ``78 (70–85)``; ``2,5`` in Spanish."""
     if est is None or not math.isfinite(est.value):
         return "—"
     def fmt(v: float) -> str:
-        return f"{v * 100:.0f}" if metric in _PERCENT else f"{v:,.3g}"
+        return number(v * 100, lang, 0) if metric in _PERCENT else number(v, lang)
     if math.isfinite(est.lower) and math.isfinite(est.upper):
         return f"{fmt(est.value)} ({fmt(est.lower)}–{fmt(est.upper)})"
     return fmt(est.value)
