@@ -323,6 +323,15 @@ def test_the_cli_lists_acknowledges_and_resolves(tmp_path: Path, workspace) -> N
     everything = json.loads(runner.invoke(app, ["alerts", "--state", "all", "--json"],
                                           env=env).output)
     assert [a["resolved_reason"] for a in everything] == ["fixed"]
+    wide = env | {"COLUMNS": "200"}
+    table = runner.invoke(app, ["alerts", "--state", "all"], env=wide)
+    assert table.exit_code == 0 and "Alerts (newest first)" in table.output
+    assert "Resolved" in table.output
+    spanish = runner.invoke(app, ["alerts", "--state", "all"], env=wide | {"PLANTA_LANG": "es"})
+    assert spanish.exit_code == 0 and "Alertas (las más recientes primero)" in spanish.output
+    assert "Resuelta" in spanish.output and "caso de uso" in spanish.output, spanish.output
+    none = runner.invoke(app, ["alerts"], env=env | {"PLANTA_LANG": "es"})
+    assert none.exit_code == 0 and "No hay alertas." in none.output
 
 
 def test_a_retrain_the_data_cannot_support_fails_at_once_not_five_times(tmp_path: Path,

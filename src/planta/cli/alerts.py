@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.markup import escape
 
-from planta.cli.output import JSON_OPTION, console, handle_errors, print_json, table
+from planta.cli.output import JSON_OPTION, console, handle_errors, print_json, table, tr
 
 if TYPE_CHECKING:
     from planta.store.alerts import Alert
@@ -49,25 +49,31 @@ def alerts(ctx: typer.Context,
                                    if a.id in failed else None} for a in found])
         return
     if not found:
-        console.print("No alerts." if state in ("active", "all") and usecase is None
-                      else "No alerts match.")
+        console.print(tr("cli.alerts.none") if state in ("active", "all") and usecase is None
+                      else tr("cli.alerts.none_match"))
         return
-    shown = table("Alerts (newest first)",
-                  ["id", "use case", "rule", "state", "times", "last seen (UTC)", "details"],
-                  [(a.id, a.usecase, a.rule, a.state, a.count, f"{a.last_seen:%m-%d %H:%M}",
-                    _who(a)) for a in found])
+    shown = table(tr("cli.alerts.title"),
+                  [tr(f"cli.alerts.col.{c}") for c in ("id", "usecase", "rule", "state",
+                                                       "times", "last_seen", "details")],
+                  [(a.id, a.usecase, a.rule, tr(f"alerts.state_{a.state}") if a.state in _STATES else a.state, a.count,
+                    f"{a.last_seen:%m-%d %H:%M}", _who(a)) for a in found])
     shown.columns[0].no_wrap = True  # the id is what `ack` and `resolve` need, whole
     console.print(shown)
     for a in found:
         if a.id in failed:
             run = failed[a.id]
-            console.print(f"[red]{a.id}: the {run.action} action failed after {run.attempts} "
-                          f"attempts: {escape(run.last_error or '')}[/]", soft_wrap=True)
+            console.print("[red]" + escape(tr("cli.alerts.failed", id=a.id, action=run.action,
+                                              attempts=run.attempts,
+                                              error=run.last_error or "")) + "[/]",
+                          soft_wrap=True)
     for run in retrying:
-        console.print(f"[yellow]{run.alert_id}: the {run.action} action ({run.event}) will be "
-                      f"tried again at {run.next_attempt_at:%H:%M:%S} UTC (attempt "
-                      f"{run.attempts} of {run.max_attempts} failed: "
-                      f"{escape(run.last_error or '')})[/]", soft_wrap=True)
+        console.print("[yellow]" + escape(tr(
+            "cli.alerts.retrying", id=run.alert_id, action=run.action, event=run.event,
+            at=f"{run.next_attempt_at:%H:%M:%S}", attempts=run.attempts,
+            most=run.max_attempts, error=run.last_error or "")) + "[/]", soft_wrap=True)
+
+
+_STATES = frozenset({"open", "acknowledged", "resolved"})  # said by the catalogue
 
 
 def _who(alert: Alert) -> str:
@@ -95,8 +101,8 @@ def _act(verb: str, alert_id: str, reason: str, as_json: bool) -> None:
         data: dict[str, Any] = {"ok": True} | alert.to_dict()
         print_json(data)
         return
-    done = "acknowledged" if verb == "ack" else "resolved"
-    console.print(f"Alert {alert.id} ({alert.rule}, {alert.usecase}) {done} by {ws.actor}.",
+    console.print(tr("cli.alerts.acked" if verb == "ack" else "cli.alerts.resolved_by",
+                     id=alert.id, rule=alert.rule, usecase=alert.usecase, actor=ws.actor),
                   soft_wrap=True)
 
 

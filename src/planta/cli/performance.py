@@ -15,6 +15,7 @@ from planta.i18n import env_lang, translator
 
 if TYPE_CHECKING:
     from planta.core.metrics import Estimate
+    from planta.services.performance import PerformanceSeries
 
 _SPAN = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[mhdw])\s*$", re.IGNORECASE)
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -100,7 +101,7 @@ def performance(usecase: str = typer.Argument(..., help="Use case name."),
         rows.append((f"{w.start:%Y-%m-%d %H:%M}", w.n_predictions, w.n_labelled,
                      _cell(real, metric), _cell(w.estimated.get(metric), metric),
                      _verdict_cell(w.realised_verdict), _verdict_cell(w.estimated_verdict)))
-    console.print(tr("cli.perf.head", usecase=usecase, words=series.objective_words,
+    console.print(tr("cli.perf.head", usecase=usecase, words=_goal_words(series),
                      objective=series.objective, version=series.version), soft_wrap=True)
     if not rows:
         console.print(tr("cli.perf.no_rows"))
@@ -117,6 +118,19 @@ def performance(usecase: str = typer.Argument(..., help="Use case name."),
                          value=_cell(validation, metric), unit=unit))
     for line in series.sentences(translator(env_lang())):
         console.print(f"• {line}", soft_wrap=True)
+
+
+def _goal_words(series: PerformanceSeries) -> str:
+    """The objective in plain words, in the CLI's language (the series keeps English)."""
+    from planta.core.spec import parse_objective
+    from planta.errors import PlantaError
+    from planta.words import objective_words
+
+    try:
+        return objective_words(parse_objective(series.objective, series.task),
+                               translator(env_lang()))
+    except PlantaError:
+        return series.objective_words
 
 
 __all__ = ["parse_window", "performance"]
