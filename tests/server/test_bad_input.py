@@ -350,3 +350,25 @@ def test_job_refusals_speak_the_callers_language(srv: Server) -> None:
     assert "planta puntúa solo archivos CSV" in error_of(suffix)["message"]
     assert "planta scores CSV, Excel (.xlsx) and Parquet files only" in \
         error_of(english)["message"]
+
+
+def test_http_level_refusals_speak_the_callers_language(srv: Server) -> None:
+    es = {"Accept-Language": "es"}
+    with srv.client() as c:
+        broken = c.post(PREDICT, content=b'{"records": [', headers=es | {
+            "content-type": "application/json"})
+        too_many = c.post(PREDICT, json={"records": [GOOD_RECORD] * (MAX_RECORDS + 1)},
+                          headers=es)
+        english = c.post(PREDICT, json={"records": [GOOD_RECORD] * (MAX_RECORDS + 1)})
+        wrong_flag = c.post(PREDICT + "?explain=maybe", json={"records": [GOOD_RECORD]},
+                            headers=es)
+    assert broken.status_code == 400
+    assert error_of(broken)["message"].startswith("El cuerpo de la solicitud no es JSON válido")
+    assert error_of(broken)["violations"][0]["rule"] == "malformed_json"
+    assert too_many.status_code == english.status_code == 413
+    assert error_of(too_many)["message"] == \
+        f"El lote tiene {MAX_RECORDS + 1} registros; el límite es {MAX_RECORDS} por solicitud."
+    assert error_of(english)["message_key"] == "http.batch_too_large"
+    assert error_of(english)["message"].startswith(f"The batch has {MAX_RECORDS + 1} records")
+    assert wrong_flag.status_code == 400 and "no es true ni false" in \
+        error_of(wrong_flag)["message"]

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-from planta.server.errors import HTTPProblem
+from planta.server.errors import HTTPProblem, keyed_problem
 
 JSON_TYPES = ("application/json", "application/octet-stream")
 # A run of 19 digits, found as a run of 19 zeros once every digit reads as 0: a C-speed translate
@@ -36,8 +36,7 @@ def content_type(request: Request) -> str:
 def parse_json(raw: bytes) -> Any:
     """``raw`` as JSON, or a 400 naming what is wrong with it."""
     if not raw:
-        raise HTTPProblem(400, "The request body is empty; send a JSON object.",
-                          rule="empty_body")
+        raise keyed_problem(400, "http.empty_body", rule="empty_body")
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -66,10 +65,7 @@ def _shallow(doc: Any, limit: int) -> bool:
 
 
 def _malformed(reason: str) -> HTTPProblem:
-    return HTTPProblem(400, f"The request body is not valid JSON ({reason}).",
-                       rule="malformed_json",
-                       hint="Send standard JSON: no NaN or Infinity (use null), integers "
-                            "within 64 bits, UTF-8 text.")
+    return keyed_problem(400, "http.malformed_json", rule="malformed_json", reason=reason)
 
 
 def _refuse_wide_integers(raw: bytes) -> None:
@@ -95,28 +91,23 @@ async def read_json(request: Request, *, types: tuple[str, ...] = ("application/
     """The body of a JSON request (415 for another content type)."""
     kind = content_type(request)
     if kind not in types:
-        raise HTTPProblem(415, f"The content type {kind or '(none)'!r} is not accepted here; "
-                          "send application/json.", rule="unsupported_media_type",
-                          hint="Set the header Content-Type: application/json.")
+        raise keyed_problem(415, "http.json_only", rule="unsupported_media_type",
+                            kind=repr(kind) if kind else "(none)")
     return parse_json(await request.body())
 
 
 def records_of(doc: Any, *, max_records: int) -> list[Any]:
     """The ``records`` list of a predict request."""
     if not isinstance(doc, dict) or "records" not in doc:
-        raise HTTPProblem(422, 'The body must be a JSON object with a "records" list: '
-                          '{"records": [{"field": value, ...}]}.', rule="records_missing")
+        raise keyed_problem(422, "http.records_missing", rule="records_missing")
     records = doc["records"]
     if not isinstance(records, list):
-        raise HTTPProblem(422, '"records" must be a list of objects.', rule="records_not_list")
+        raise keyed_problem(422, "http.records_not_list", rule="records_not_list")
     if not records:
-        raise HTTPProblem(422, "The batch is empty: send at least one record.",
-                          rule="empty_batch")
+        raise keyed_problem(422, "http.empty_batch", rule="empty_batch")
     if len(records) > max_records:
-        raise HTTPProblem(413, f"The batch has {len(records):,} records; the limit is "
-                          f"{max_records:,} per request.", rule="batch_too_large",
-                          hint="Split it, or upload a file as a batch job "
-                               "(POST /v1/usecases/{name}/jobs).")
+        raise keyed_problem(413, "http.batch_too_large", rule="batch_too_large",
+                            n=f"{len(records):,}", most=f"{max_records:,}")
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
             raise HTTPProblem(422, f"Record {i} is not an object of field names and values.",
@@ -136,15 +127,15 @@ def flag(request: Request, name: str) -> bool:
         return True
     if low in ("0", "false", "no", "off"):
         return False
-    raise HTTPProblem(400, f"Query parameter {name}={value!r} is not true or false.",
-                      rule="bad_parameter")
+    raise keyed_problem(400, "http.not_bool", rule="bad_parameter", name=name,
+                        value=repr(value))
 
 
 def choice(request: Request, name: str, allowed: tuple[str, ...], default: str) -> str:
     value = request.query_params.get(name, default)
     if value not in allowed:
-        raise HTTPProblem(400, f"Query parameter {name}={value!r} is not one of "
-                          f"{', '.join(allowed)}.", rule="bad_parameter")
+        raise keyed_problem(400, "http.not_one_of", rule="bad_parameter", name=name,
+                            value=repr(value), allowed=", ".join(allowed))
     return value
 
 
@@ -156,11 +147,11 @@ def integer(request: Request, name: str, default: int | None, *, low: int = 0,
     try:
         number = int(value)
     except ValueError:
-        raise HTTPProblem(400, f"Query parameter {name}={value!r} is not a whole number.",
-                          rule="bad_parameter") from None
+        raise keyed_problem(400, "http.not_integer", rule="bad_parameter", name=name,
+                            value=repr(value)) from None
     if not low <= number <= high:
-        raise HTTPProblem(400, f"Query parameter {name}={number} is outside {low}–{high}.",
-                          rule="bad_parameter")
+        raise keyed_problem(400, "http.outside", rule="bad_parameter", name=name,
+                            value=number, low=low, high=high)
     return number
 
 
