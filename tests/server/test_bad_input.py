@@ -248,6 +248,13 @@ def test_declared_length_over_limit_is_refused_before_the_body_is_sent(srv: Serv
         "Content-Type": "application/json", "Content-Length": str(MAX_BODY_BYTES * 4)})
     assert status == 413
     assert json.loads(body)["error"]["violations"][0]["rule"] == "body_too_large"
+    assert json.loads(body)["error"]["message_key"] == "http.body_too_large"
+    status, _, body = _raw(srv, "POST", PREDICT, {
+        "Content-Type": "application/json", "Content-Length": str(MAX_BODY_BYTES * 4),
+        "Accept-Language": "es-MX,es;q=0.9"})
+    error = json.loads(body)["error"]
+    assert status == 413 and error["message"].startswith("El cuerpo de la solicitud supera")
+    assert error["violations"][0]["message"] == error["message"]  # one language throughout
 
 
 @pytest.mark.parametrize("path", [

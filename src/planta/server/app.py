@@ -165,7 +165,8 @@ def create_app(ws: Workspace, options: ServeOptions | None = None) -> Any:
     guard = Guard(app, config=GuardConfig(
         require_auth=options.require_auth, allowed_hosts=allowed_hosts(options),
         max_body_bytes=options.max_body_bytes, max_upload_bytes=options.max_upload_bytes,
-        local_user=ws.actor, access_log=options.access_log), metrics=rt.metrics,
+        local_user=ws.actor, access_log=options.access_log, lang=ws.project.settings.lang),
+        metrics=rt.metrics,
         tokens=rt.tokens,
         fast=None if os.environ.get(FAST_PATH_ENV, "").lower() in ("0", "off", "no", "false")
         else FastPath(app))

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from planta.core.lifecycle import Role
-from planta.server.errors import HTTPProblem, problem
+from planta.server.errors import HTTPProblem, accepted_lang, keyed_problem, problem
 from planta.server.metrics import Metrics
 from planta.store.ids import encode
 
@@ -78,14 +78,13 @@ class GuardConfig:
     max_upload_bytes: int
     local_user: str = "local"
     access_log: bool = False
+    lang: str = "en"          # the server's language, for refusals without Accept-Language
 
 
-class BodyTooLarge(HTTPProblem):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"The request body is over the limit of {limit:,} bytes.",
-                         rule="body_too_large",
-                         hint="Send fewer records per request, or upload a file as a batch "
-                              "job (POST /v1/usecases/{name}/jobs).")
+def body_too_large(limit: int) -> HTTPProblem:
+    """413: the body is (or says it will be) over ``limit`` bytes."""
+    return keyed_problem(413, "http.body_too_large", rule="body_too_large",
+                         limit=f"{limit:,}")
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -151,7 +150,8 @@ class Guard:
             else:
                 await self.app(scope, receive, send_wrapped)
         except HTTPProblem as exc:
-            await problem(exc, request_id)(scope, receive, send_wrapped)
+            lang = accepted_lang(_header(scope, b"accept-language"), self.config.lang)
+            await problem(exc, request_id, lang=lang)(scope, receive, send_wrapped)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
@@ -173,12 +173,8 @@ class Guard:
         allowed = self.config.allowed_hosts
         host = _header(scope, b"host")
         if allowed is not None and (host is None or host_name(host) not in allowed):
-            raise HTTPProblem(
-                421 if host else 400,
-                f"This server does not answer to the host name {host!r}.",
-                rule="host_not_allowed",
-                hint="Call it by the address it listens on, or start it with "
-                     "`planta serve --allowed-host <name>`.")
+            raise keyed_problem(421 if host else 400, "http.host_not_allowed",
+                                rule="host_not_allowed", host=repr(host))
         if scope["method"] in SAFE_METHODS:
             return
         origin = _header(scope, b"origin")
@@ -188,11 +184,8 @@ class Guard:
         origins = allowed if allowed is not None else (
             frozenset({host_name(host)}) if host else frozenset())
         if origin == "null" or host_name(origin) not in origins:
-            raise HTTPProblem(
-                403, f"A web page from {origin} may not change anything on this server.",
-                rule="cross_site_request",
-                hint="Use the planta web UI served by this server, or call the API "
-                     "without a browser.")
+            raise keyed_problem(403, "http.cross_site", rule="cross_site_request",
+                                origin=origin)
 
     def _limit(self, scope: Scope) -> int:
         path: str = scope["path"]
@@ -205,10 +198,10 @@ class Guard:
             try:
                 declared = int(length)
             except ValueError:
-                raise HTTPProblem(400, "The Content-Length header is not a number.",
-                                  rule="bad_content_length") from None
+                raise keyed_problem(400, "http.bad_content_length",
+                                    rule="bad_content_length") from None
             if declared > limit:
-                raise BodyTooLarge(limit)
+                raise body_too_large(limit)
         return limit
 
     def _limited(self, receive: Receive, limit: int) -> Receive:
@@ -220,7 +213,7 @@ class Guard:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise BodyTooLarge(limit)
+                    raise body_too_large(limit)
             return message
 
         return wrapped
@@ -237,16 +230,12 @@ class Guard:
         if secret is None:
             if scope["path"] in OPEN_PATHS or scope["path"].startswith(OPEN_PREFIXES):
                 return None
-            raise HTTPProblem(401, "This server needs a token.", rule="token_missing",
-                              hint="Send `Authorization: Bearer <token>`; an admin makes one "
-                                   "with `planta token create --role operator --name <you>`.")
+            raise keyed_problem(401, "http.token_missing", rule="token_missing")
         token = self.tokens.verify(secret) if self.tokens is not None else None
         if token is None:
             if scope["path"] in OPEN_PATHS or scope["path"].startswith(OPEN_PREFIXES):
                 return None
-            raise HTTPProblem(401, "The token is not valid (unknown or revoked).",
-                              rule="token_invalid",
-                              hint="Ask an admin for a new token (`planta token create`).")
+            raise keyed_problem(401, "http.token_invalid", rule="token_invalid")
         return Principal(token.name, Role(token.role), token.id)
 
 
@@ -266,7 +255,7 @@ def require(scope_state: dict[str, Any], needed: Role, doing: str) -> Principal:
 
     principal: Principal | None = scope_state.get("principal")
     if principal is None:
-        raise HTTPProblem(401, "This server needs a token.", rule="token_missing")
+        raise keyed_problem(401, "http.token_missing", rule="token_missing")
     if not principal.allows(needed):
         raise AccessError(f"{principal.name} has the {principal.role.value} role; {doing} "
                           f"needs {needed.value} or above.",
@@ -274,5 +263,5 @@ def require(scope_state: dict[str, Any], needed: Role, doing: str) -> Principal:
     return principal
 
 
-__all__ = ["LOOPBACK_HOSTS", "OPEN_PATHS", "OPEN_PREFIXES", "BodyTooLarge", "Guard", "GuardConfig", "Principal",
+__all__ = ["LOOPBACK_HOSTS", "OPEN_PATHS", "OPEN_PREFIXES", "Guard", "GuardConfig", "Principal",
            "host_name", "new_request_id", "require"]
