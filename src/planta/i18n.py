@@ -126,7 +126,15 @@ def number(value: float, lang: str = DEFAULT_LANG, digits: int | None = None) ->
     else:
         text = f"{v:,.0f}" if abs(v) >= 999.5 else f"{v:.3g}"
     messages = catalogue(lang if lang in LANGS else DEFAULT_LANG)
-    group, decimal = messages.get("num.group", ","), messages.get("num.decimal", ".")
+    return marks(text, messages.get("num.group", ","), messages.get("num.decimal", "."))
+
+
+def marks(text: str, group: str, decimal: str) -> str:
+    """A number written the English way ("1,234.5") with another language's marks.
+
+    >>> marks("1,234.5", ".", ",")
+    '1.234,5'
+    """
     if (group, decimal) == (",", "."):
         return text
     return "".join(group if c == "," else decimal if c == "." else c for c in text)
@@ -195,5 +203,5 @@ def choose_lang(query: str | None, cookie: str | None, default: str) -> str:
 
 
 __all__ = ["DEFAULT_LANG", "LOCALE_DIRS", "Translate", "catalogue", "catalogue_files",
-           "choose_lang", "env_lang", "normalise", "number", "said", "said_lines",
+           "choose_lang", "env_lang", "marks", "normalise", "number", "said", "said_lines",
            "said_number", "say", "translator"]

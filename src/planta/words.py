@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from planta.i18n import Translate
+from planta.i18n import Translate, marks
 
 # Which metrics each task shows, in order: the ones an engineer asks about first.
 SHOWN = {
@@ -46,10 +46,7 @@ def localized(text: str, t: Translate) -> str:
     >>> localized("1,234.5", translator("es")), localized("0.84", translator("en"))
     ('1.234,5', '0.84')
     """
-    group, decimal = t("num.group"), t("num.decimal")
-    if (group, decimal) == (",", "."):
-        return text
-    return "".join(group if c == "," else decimal if c == "." else c for c in text)
+    return marks(text, t("num.group"), t("num.decimal"))
 
 
 def _number(x: float) -> str:
