@@ -81,9 +81,10 @@ def _who(alert: Alert) -> str:
         return f"{alert.resolved_by}: {alert.resolved_reason}"
     if alert.state == "acknowledged":
         return f"{alert.acknowledged_by}: {alert.acknowledged_reason}"
-    values = alert.payload.get("values") or {}
-    return ", ".join(f"{k} = {v:.3g}" if isinstance(v, (int, float)) else f"{k} = {v}"
-                     for k, v in values.items())
+    from planta.i18n import env_lang
+    from planta.services.alerts import values_words
+
+    return values_words(alert.payload.get("values") or {}, env_lang())
 
 
 def _act(verb: str, alert_id: str, reason: str, as_json: bool) -> None:
